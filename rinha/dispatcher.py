@@ -1,0 +1,234 @@
+"""Payments from acceptance to the ledger: the queue, the routing decision, calls and retries.
+
+Invariants:
+- a payment is recorded once, in the ledger of the processor that confirmed it, under the exact
+  `requestedAt` (epoch ms) that processor was sent;
+- once an attempt's outcome is unknown (timeout, connection lost after sending) the payment is
+  *pinned* to that processor and retried there with the identical body (same `requestedAt`),
+  so a 2xx or a 422 on the retry both mean "stored under that `requestedAt`";
+- a 422 on a payment never sent before is a client duplicate: nothing to record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import Any
+
+from .config import Config
+from .http_client import ConnectFailed, OutcomeUnknown
+from .processors import DEFAULT, FALLBACK, Processor, now_ms
+
+log = logging.getLogger("rinha.dispatcher")
+
+UNPINNED = -1
+
+
+class Payment:
+    __slots__ = ("correlation_id", "cents", "pinned", "requested_at_ms", "body")
+
+    def __init__(self, correlation_id: str, cents: int) -> None:
+        self.correlation_id = correlation_id
+        self.cents = cents  # int cents
+        self.pinned = UNPINNED  # processor index whose earlier attempt has an unknown outcome
+        self.requested_at_ms = 0  # epoch ms of that attempt (valid while pinned)
+        self.body = b""  # that attempt's exact JSON body (valid while pinned)
+
+
+def choose_processor(d: Processor, f: Processor, now: int, config: Config,
+                     in_flight: int) -> int | None:
+    """Where the next unpinned payment goes: DEFAULT, FALLBACK, or None (hold it).
+
+    Profit first: default whenever it works; fallback only once default has been unusable
+    longer than the hold budget and fallback is healthy and fast; a slow-but-working
+    processor only as a last resort, so that nothing stays unprocessed.
+    """
+    if in_flight >= config.max_in_flight:
+        return None
+    if d.usable(now, config.slow_ms):
+        return DEFAULT
+    default_down_ms = d.unusable_for_ms(now)
+    if default_down_ms >= config.hold_ms and f.usable(now, config.slow_ms):
+        return FALLBACK
+    if may_probe(d, now):
+        return DEFAULT
+    if default_down_ms >= config.hold_ms and may_probe(f, now):
+        return FALLBACK
+    if default_down_ms >= config.last_resort_ms and f.unusable_for_ms(now) >= config.last_resort_ms:
+        for p in (d, f):  # slow but answering: better late (and a risk of skew) than never
+            if not p.is_failing(now):
+                return p.index
+    return None
+
+
+def may_probe(p: Processor, now: int) -> bool:
+    """An unusable processor gets one call at a time, after its back-off."""
+    return p.in_flight == 0 and now >= p.next_probe_ms
+
+
+class Dispatcher:
+    def __init__(self, config: Config, processors: tuple[Processor, Processor],
+                 ledgers: tuple[Any, Any], payment_body: Any) -> None:
+        self.config = config
+        self.processors = processors
+        self.ledgers = ledgers  # per processor index: rinha.fast.Ledger
+        self._payment_body = payment_body  # rinha.fast.payment_body
+        self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor
+        self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
+        self.in_flight = 0
+        self.retries = 0
+        self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
+        self.dropped = 0  # rejected by a processor for good (4xx other than 422/429)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._call_ids = itertools.count()
+        self._timeout_s = config.call_timeout_ms / 1000
+        self._pump_soon: asyncio.Handle | None = None
+        self._pump_timer: asyncio.TimerHandle | None = None
+        self._pump_timer_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ intake
+    def submit(self, correlation_id: str, cents: int) -> None:
+        self.fresh.append(Payment(correlation_id, cents))
+        self._wake()
+
+    @property
+    def backlog(self) -> int:
+        return len(self.fresh) + len(self.pinned[0]) + len(self.pinned[1])
+
+    def clear(self) -> None:
+        """Drop what is queued (purge); calls in flight still finish and are recorded."""
+        self.fresh.clear()
+        for queue in self.pinned:
+            queue.clear()
+
+    # ------------------------------------------------------------------ pump
+    def _wake(self) -> None:
+        if self._pump_soon is None:
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._pump_soon = self._loop.call_soon(self._pump)
+
+    def _wake_at(self, when_ms: int) -> None:
+        assert self._loop is not None
+        delay = max(0.001, (when_ms - now_ms()) / 1000)
+        at = self._loop.time() + delay
+        if self._pump_timer is not None:
+            if self._pump_timer_at <= at:
+                return
+            self._pump_timer.cancel()
+        self._pump_timer_at = at
+        self._pump_timer = self._loop.call_at(at, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._pump_timer = None
+        self._pump()
+
+    def _pump(self) -> None:
+        """Start as many calls as routing and capacity allow, a bounded number per loop turn."""
+        self._pump_soon = None
+        config = self.config
+        now = now_ms()
+        d, f = self.processors
+        d.refresh(now, config.slow_ms)
+        f.refresh(now, config.slow_ms)
+        budget = config.launch_per_tick
+        for p in self.processors:
+            queue = self.pinned[p.index]
+            while queue and budget and self.in_flight < config.max_in_flight and (
+                    p.usable(now, config.slow_ms) or may_probe(p, now)):
+                self._launch(queue.popleft(), p, now)
+                budget -= 1
+        fresh = self.fresh
+        while fresh and budget:
+            target = choose_processor(d, f, now, config, self.in_flight)
+            if target is None:
+                break
+            self._launch(fresh.popleft(), self.processors[target], now)
+            budget -= 1
+        if not self.backlog:
+            return
+        if not budget:
+            self._wake()  # more to do: let I/O run first
+        elif self.in_flight < config.max_in_flight:
+            # held: look again after the earliest back-off (a finished call also wakes us)
+            soonest = min(p.next_probe_ms for p in self.processors)
+            self._wake_at(max(soonest, now + config.retry_min_ms))
+
+    def _launch(self, payment: Payment, p: Processor, now: int) -> None:
+        self.in_flight += 1
+        p.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._attempt(payment, p))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ one call
+    async def _attempt(self, payment: Payment, p: Processor) -> None:
+        if payment.pinned == p.index:
+            requested_at, body = payment.requested_at_ms, payment.body
+        else:
+            requested_at = now_ms()
+            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
+        call_id = next(self._call_ids)
+        started = now_ms()
+        p.call_starts[call_id] = started
+        status = 0
+        unknown = False
+        try:
+            status, _ = await p.pool.request(p.payment_request(body), self._timeout_s)
+        except OutcomeUnknown:
+            unknown = True
+        except ConnectFailed:
+            pass
+        finally:
+            del p.call_starts[call_id]
+            self.in_flight -= 1
+            p.in_flight -= 1
+        now = now_ms()
+        config = self.config
+        if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
+            # stored by this call, or (422) by the earlier unknown one: same requestedAt
+            self.ledgers[p.index].add(requested_at, payment.cents)
+            p.processed += 1
+            p.observe(now, now - started, True, config.retry_min_ms, config.retry_max_ms)
+        elif status == 422:
+            self.processor_duplicates += 1
+            p.observe(now, now - started, True, config.retry_min_ms, config.retry_max_ms)
+        elif status == 429:  # the processor's queue is full: nothing happened, come back soon
+            self._requeue(payment)
+        elif status >= 500 or status == 0:
+            if unknown:
+                payment.pinned = p.index
+                payment.requested_at_ms = requested_at
+                payment.body = body
+            p.observe(now, now - started, False, config.retry_min_ms, config.retry_max_ms)
+            self._requeue(payment)
+        else:
+            self.dropped += 1
+            log.error("processor %s refused payment %s for good with HTTP %d",
+                      p.name, payment.correlation_id, status)
+        self._wake()
+
+    def _requeue(self, payment: Payment) -> None:
+        self.retries += 1
+        if payment.pinned == UNPINNED:
+            self.fresh.appendleft(payment)
+        else:
+            self.pinned[payment.pinned].append(payment)
+
+    # ------------------------------------------------------------------ shutdown
+    async def drain(self, timeout_s: float) -> int:
+        """Wait for the queue and the calls in flight to finish; return what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (self.backlog or self.in_flight) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self._tasks:
+            for task in list(self._tasks):
+                task.cancel()
+        return self.backlog + self.in_flight
+
+
+__all__ = ["Dispatcher", "Payment", "choose_processor", "DEFAULT", "FALLBACK", "UNPINNED"]

@@ -1,0 +1,110 @@
+"""What we know about each Payment Processor: its connection pool, health and latency."""
+
+from __future__ import annotations
+
+import time
+
+from .http_client import Address, HttpPool, build_request
+
+DEFAULT = 0
+FALLBACK = 1
+NAMES = ("default", "fallback")
+
+
+def now_ms() -> int:
+    """Wall-clock epoch ms: the clock the processors file `requestedAt` with."""
+    return time.time_ns() // 1_000_000
+
+
+class Processor:
+    """One processor: pool, real-outcome state, last shared health report.
+
+    Real outcomes (status codes, latencies, timeouts) are the primary signal; the health
+    endpoint only speaks for a processor we have not called recently.
+    """
+
+    __slots__ = (
+        "index", "name", "pool", "payments_request_head", "health_request",
+        "failing", "unusable_since_ms", "latency_ms", "last_outcome_ms",
+        "health_failing", "health_min_ms", "health_at_ms",
+        "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed",
+    )
+
+    def __init__(self, index: int, url: str) -> None:
+        self.index = index
+        self.name = NAMES[index]
+        self.pool = HttpPool(url)
+        address: Address = self.pool.address
+        self.payments_request_head = (
+            f"POST /payments HTTP/1.1\r\nHost: {address.host_header}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode("latin-1")
+        self.health_request = build_request("GET", "/payments/service-health", address)
+        self.failing = False
+        self.unusable_since_ms: int | None = None  # epoch ms; None while usable
+        self.latency_ms = 0.0  # duration of the latest answered call, ms
+        self.last_outcome_ms = 0  # epoch ms of the last real answer or timeout
+        self.health_failing = False
+        self.health_min_ms = 0
+        self.health_at_ms = 0
+        self.in_flight = 0
+        self.call_starts: dict[int, int] = {}  # call id -> epoch ms sent; insertion ordered
+        self.next_probe_ms = 0  # epoch ms before which a failing processor is not retried
+        self.backoff_ms = 0
+        self.processed = 0
+
+    def payment_request(self, body: bytes) -> bytes:
+        return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
+
+    def oldest_call_age_ms(self, now: int) -> int:
+        for started in self.call_starts.values():
+            return now - started
+        return 0
+
+    def effective_latency_ms(self, now: int) -> float:
+        """What a new call would take, as far as we know (ms)."""
+        latency = max(self.latency_ms, float(self.oldest_call_age_ms(now)))
+        if now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms:
+            latency = max(latency, float(self.health_min_ms))
+        return latency
+
+    def is_failing(self, now: int) -> bool:
+        if now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms:
+            return self.health_failing
+        return self.failing
+
+    def usable(self, now: int, slow_ms: int) -> bool:
+        return not self.is_failing(now) and self.effective_latency_ms(now) <= slow_ms
+
+    def refresh(self, now: int, slow_ms: int) -> bool:
+        """Update `unusable_since_ms`; return usability."""
+        ok = self.usable(now, slow_ms)
+        if ok:
+            self.unusable_since_ms = None
+        elif self.unusable_since_ms is None:
+            self.unusable_since_ms = now
+        return ok
+
+    def unusable_for_ms(self, now: int) -> int:
+        return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms
+
+    def observe(self, now: int, latency_ms: float, ok: bool, min_backoff: int,
+                max_backoff: int) -> None:
+        """A real outcome: an answer (ok = stored or settled) or a failure."""
+        self.last_outcome_ms = now
+        # the latest answer, not an average: the judge switches delays in steps, and a
+        # processor that got fast again must be seen as fast after one probe
+        self.latency_ms = latency_ms
+        if ok:
+            self.failing = False
+            self.backoff_ms = 0
+            self.next_probe_ms = 0
+        else:
+            self.failing = True
+            self.backoff_ms = min(max_backoff, max(min_backoff, self.backoff_ms * 2))
+            self.next_probe_ms = now + self.backoff_ms
+
+    def apply_health(self, now: int, failing: bool, min_response_ms: int) -> None:
+        self.health_failing = failing
+        self.health_min_ms = min_response_ms
+        self.health_at_ms = now

@@ -1,0 +1,175 @@
+"""One function per endpoint. Each returns the whole response as bytes, or an awaitable of it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from .app import App
+from .cluster import PeerError, encode_counts
+from .errors import InvalidPayment, InvalidTimestamp
+from .processors import DEFAULT, FALLBACK, now_ms
+
+log = logging.getLogger("rinha.routes")
+
+Response = bytes | Awaitable[bytes]
+Handler = Callable[[App, bytes, bytes], Response]  # (app, query, body) -> response
+
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+MIN_MS = -(2**62)  # unbounded summary range, epoch ms
+MAX_MS = 2**62
+
+
+def response(status: int, body: bytes = b"", content_type: str = "application/json",
+             extra: str = "") -> bytes:
+    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
+    if body:
+        head += f"Content-Type: {content_type}\r\n"
+    return f"{head}{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
+
+
+def error(status: int, message: str, extra: str = "") -> bytes:
+    return response(status, orjson.dumps({"error": message}), extra=extra)
+
+
+ACCEPTED = response(202)  # prebuilt: the hot path writes these bytes and nothing else
+DUPLICATE = error(409, "duplicate correlationId: this payment was already accepted")
+OK_EMPTY = response(200, b'{"message":"ok"}')
+NOT_FOUND = error(404, "not found")
+ALIVE = response(200, b"ok\n", content_type="text/plain")
+
+
+# --------------------------------------------------------------------------- public
+def post_payment(app: App, query: bytes, body: bytes) -> Response:
+    try:
+        correlation_id, cents = app.fast.parse_payment(body)
+    except InvalidPayment as exc:
+        app.rejected += 1
+        return error(400, str(exc))
+    if not app.ids.add(correlation_id):
+        app.duplicates += 1
+        return DUPLICATE
+    app.accepted += 1
+    app.dispatcher.submit(correlation_id, cents)
+    return ACCEPTED
+
+
+def _range(app: App, query: bytes) -> tuple[int, int]:
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
+    bounds = []
+    for name, unbounded in (("from", MIN_MS), ("to", MAX_MS)):
+        values = params.get(name)
+        if not values or values[0] == "":
+            bounds.append(unbounded)
+            continue
+        try:
+            bounds.append(app.fast.iso_to_ms(unquote(values[0])))
+        except InvalidTimestamp as exc:
+            raise InvalidTimestamp(f"{name}: {exc}") from None
+    return bounds[0], bounds[1]
+
+
+def _summary_json(counts: tuple[int, int, int, int]) -> bytes:
+    return response(200, orjson.dumps({
+        "default": {"totalRequests": counts[0], "totalAmount": counts[1] / 100},
+        "fallback": {"totalRequests": counts[2], "totalAmount": counts[3] / 100},
+    }))
+
+
+def get_summary(app: App, query: bytes, body: bytes) -> Response:
+    try:
+        from_ms, to_ms = _range(app, query)
+    except InvalidTimestamp as exc:
+        return error(400, str(exc))
+    local = app.local_counts(from_ms, to_ms)  # taken now, before any await
+    if not app.cluster.peers:
+        return _summary_json(local)
+    return _cluster_summary(app, local, from_ms, to_ms)
+
+
+async def _cluster_summary(app: App, local: tuple[int, int, int, int], from_ms: int,
+                           to_ms: int) -> bytes:
+    try:
+        peers = await app.cluster.peer_counts(from_ms, to_ms)
+    except PeerError as exc:
+        log.warning("summary unavailable: %s", exc)
+        return error(503, f"summary unavailable: {exc}")
+    return _summary_json((local[0] + peers[0], local[1] + peers[1],
+                          local[2] + peers[2], local[3] + peers[3]))
+
+
+def post_purge(app: App, query: bytes, body: bytes) -> Response:
+    app.purge()
+    if not app.cluster.peers:
+        return OK_EMPTY
+    return _purge_peers(app)
+
+
+async def _purge_peers(app: App) -> bytes:
+    try:
+        await app.cluster.purge_peers()
+    except PeerError as exc:
+        return error(503, f"purged here, but not everywhere: {exc}")
+    return OK_EMPTY
+
+
+def get_alive(app: App, query: bytes, body: bytes) -> Response:
+    return ALIVE
+
+
+def get_metrics(app: App, query: bytes, body: bytes) -> Response:
+    return response(200, app.metrics_text().encode(), content_type="text/plain; version=0.0.4")
+
+
+# --------------------------------------------------------------------------- internal
+def internal_summary(app: App, query: bytes, body: bytes) -> Response:
+    params = parse_qs(query.decode("latin-1"))
+    try:
+        from_ms = int(params["from_ms"][0])
+        to_ms = int(params["to_ms"][0])
+    except (KeyError, ValueError):
+        return error(400, "from_ms and to_ms (epoch ms) are required")
+    return response(200, encode_counts(app.local_counts(from_ms, to_ms)), content_type="text/plain")
+
+
+def internal_purge(app: App, query: bytes, body: bytes) -> Response:
+    app.purge()
+    return OK_EMPTY
+
+
+def internal_health(app: App, query: bytes, body: bytes) -> Response:
+    try:
+        index, failing, min_ms = (int(x) for x in body.split())
+        processor = app.processors[index]
+    except (ValueError, IndexError):
+        return error(400, "expected: <processor index> <failing 0|1> <minResponseTime ms>")
+    processor.apply_health(now_ms(), bool(failing), min_ms)
+    return OK_EMPTY
+
+
+# path -> {method: handler}
+ROUTES: dict[bytes, dict[bytes, Handler]] = {
+    b"/payments": {b"POST": post_payment},
+    b"/payments-summary": {b"GET": get_summary},
+    b"/purge-payments": {b"POST": post_purge},
+    b"/healthz": {b"GET": get_alive},
+    b"/metrics": {b"GET": get_metrics},
+    b"/internal/summary": {b"GET": internal_summary},
+    b"/internal/purge": {b"POST": internal_purge},
+    b"/internal/health": {b"POST": internal_health},
+}
+
+METHOD_NOT_ALLOWED = {
+    path: error(405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n")
+    for path, h in ROUTES.items()
+}
+
+__all__ = ["ROUTES", "METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error",
+           "DEFAULT", "FALLBACK"]

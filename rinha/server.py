@@ -1,0 +1,117 @@
+"""`rinha serve`: one instance on uvloop — listen, run the dispatcher and health turns, stop cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import signal
+import sys
+
+from .config import Config, help_table
+
+log = logging.getLogger("rinha.server")
+
+DRAIN_SECONDS = 5.0  # on SIGTERM: how long queued payments and calls in flight may finish
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "serve", help="run one service instance",
+        description="Run one rinha instance. All settings come from the environment.",
+        epilog=help_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(handler=run)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
+
+
+async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-def]
+    """Start an instance in the running loop; returns (app, server, background tasks)."""
+    from .app import App
+    from .health import run_poller
+    from .protocol import HttpProtocol
+
+    if fast_module is None:
+        from . import fast as fast_module
+    app = App(config, fast_module)
+    loop = asyncio.get_running_loop()
+    if config.bind.startswith("unix:"):
+        path = config.bind[5:]
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket from a previous run
+        server = await loop.create_unix_server(lambda: HttpProtocol(app), path, backlog=4096)
+        os.chmod(path, 0o666)  # Nginx workers may run as another user
+    else:
+        host, _, port = config.bind.rpartition(":")
+        server = await loop.create_server(lambda: HttpProtocol(app), host or None, int(port),
+                                          backlog=4096, reuse_address=True)
+    tasks = [
+        loop.create_task(run_poller(app.processors, app.cluster, config.instance_id,
+                                    config.cluster_size, config.health_interval_ms)),
+        loop.create_task(app.watch_loop_lag()),
+    ]
+    return app, server, tasks
+
+
+async def stop(app, server, tasks, drain_s: float = DRAIN_SECONDS) -> int:  # type: ignore[no-untyped-def]
+    """Stop accepting, let queued payments and calls in flight finish; return what was left."""
+    server.close()
+    for task in tasks:
+        task.cancel()
+    left = await app.dispatcher.drain(drain_s)
+    for p in app.processors:
+        p.pool.close()
+    app.cluster.close()
+    if app.config.bind.startswith("unix:"):
+        try:
+            os.unlink(app.config.bind[5:])
+        except FileNotFoundError:
+            pass
+    return left
+
+
+async def serve(config: Config) -> int:
+    app, server, tasks = await start(config)
+    # Long-lived start-up objects never need collecting again; payments are acyclic and
+    # freed by reference counting, so the cyclic GC can run rarely (it stalls the loop).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+    log.info("listening bind=%s implementation=%s peers=%d instance_id=%d default=%s "
+             "fallback=%s", config.bind, app.fast.IMPLEMENTATION, len(config.peers),
+             config.instance_id, config.default_url, config.fallback_url)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("stopping: backlog=%d in_flight=%d", app.dispatcher.backlog, app.dispatcher.in_flight)
+    left = await stop(app, server, tasks)
+    if left:
+        log.warning("stopped with %d payments not settled", left)
+    log.info("stopped accepted=%d processed_default=%d processed_fallback=%d", app.accepted,
+             app.processors[0].processed, app.processors[1].processed)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = Config.from_env()
+    except ValueError as exc:
+        print(f"rinha serve: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        from . import fast  # noqa: F401  refuse to start without the compiled module
+    except ImportError as exc:
+        print(f"rinha serve: {exc}", file=sys.stderr)
+        return 2
+    import uvloop
+
+    return uvloop.run(serve(config))

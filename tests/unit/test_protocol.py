@@ -1,0 +1,266 @@
+"""The HTTP protocol driven through a fake transport: no sockets, every byte boundary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httptools
+import orjson
+import pytest
+
+from rinha.app import App
+from rinha.config import Config
+from rinha.protocol import HttpProtocol
+
+UUID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+PAYMENT = f'{{"correlationId": "{UUID}", "amount": 19.90}}'.encode()
+
+
+def post(body: bytes, path: str = "/payments", extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def get(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        assert not self.closed, "write after close"
+        self.data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class Responses:
+    """Parses what the server wrote into (status, headers, body) tuples."""
+
+    def __init__(self, data: bytes) -> None:
+        self.items: list[tuple[int, dict[bytes, bytes], bytes]] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._body = b""
+        parser = httptools.HttpResponseParser(self)
+        self._parser = parser
+        parser.feed_data(data)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+
+    def on_message_complete(self) -> None:
+        self.items.append((self._parser.get_status_code(), self._headers, self._body))
+        self._headers, self._body = {}, b""
+
+
+@pytest.fixture
+def app(fast):
+    return App(Config(max_body_bytes=1024), fast)
+
+
+def connect(app: App) -> tuple[HttpProtocol, FakeTransport]:
+    protocol = HttpProtocol(app)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_valid_payment_is_accepted_and_queued(app):
+    protocol, transport = connect(app)
+    protocol.data_received(post(PAYMENT))
+    [(status, _, body)] = Responses(bytes(transport.data)).items
+    assert status == 202 and body == b""
+    assert [(p.correlation_id, p.cents) for p in app.dispatcher.fresh] == [(UUID, 1990)]
+    assert not transport.closed
+
+
+@pytest.mark.parametrize("request_bytes", [post(PAYMENT), get("/healthz")])
+async def test_split_at_every_offset(fast, request_bytes):
+    for cut in range(1, len(request_bytes)):
+        app = App(Config(), fast)
+        protocol, transport = connect(app)
+        protocol.data_received(request_bytes[:cut])
+        assert transport.data == b"", f"answered before the request was whole (cut {cut})"
+        protocol.data_received(request_bytes[cut:])
+        items = Responses(bytes(transport.data)).items
+        assert [s for s, _, _ in items] in ([202], [200]), cut
+        assert app.dispatcher.backlog == (1 if request_bytes.startswith(b"POST") else 0)
+
+
+async def test_byte_by_byte_pipelined(app):
+    stream = post(PAYMENT) + get("/healthz") + post(b'{"amount": 1}')
+    protocol, transport = connect(app)
+    for i in range(len(stream)):
+        protocol.data_received(stream[i:i + 1])
+    statuses = [s for s, _, _ in Responses(bytes(transport.data)).items]
+    assert statuses == [202, 200, 400]
+
+
+async def test_pipelined_answers_in_order(app):
+    other = "5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+    stream = (post(PAYMENT) + get("/nope") + post(PAYMENT)
+              + post(f'{{"correlationId":"{other}","amount":1.5}}'.encode())
+              + get("/payments-summary") + post(b"", path="/purge-payments"))
+    protocol, transport = connect(app)
+    protocol.data_received(stream)
+    items = Responses(bytes(transport.data)).items
+    assert [s for s, _, _ in items] == [202, 404, 409, 202, 200, 200]
+    assert orjson.loads(items[2][2])["error"].startswith("duplicate")
+
+
+async def test_deferred_answer_keeps_order(fast):
+    app = App(Config(peers=("unix:/nonexistent",)), fast)
+    release = asyncio.Event()
+
+    async def slow_peer_counts(from_ms, to_ms):
+        await release.wait()
+        return (1, 100, 0, 0)
+
+    app.cluster.peer_counts = slow_peer_counts  # type: ignore[method-assign]
+    protocol, transport = connect(app)
+    protocol.data_received(get("/payments-summary") + get("/healthz"))
+    await settle()
+    assert transport.data == b"", "an answer overtook the summary still being computed"
+    release.set()
+    await settle()
+    items = Responses(bytes(transport.data)).items
+    assert [s for s, _, _ in items] == [200, 200]
+    assert orjson.loads(items[0][2])["default"] == {"totalRequests": 1, "totalAmount": 1.0}
+
+
+async def test_peer_down_gives_503(fast, tmp_path):
+    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",)), fast)
+    protocol, transport = connect(app)
+    protocol.data_received(get("/payments-summary"))
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if transport.data:
+            break
+    [(status, _, body)] = Responses(bytes(transport.data)).items
+    assert status == 503
+    assert "missing.sock" in orjson.loads(body)["error"]
+
+
+@pytest.mark.parametrize("body,reason", [
+    (b"not json", "JSON"),
+    (b"[]", "object"),
+    (b'{"amount": 1}', "correlationId"),
+    (f'{{"correlationId": "{UUID}"}}'.encode(), "amount"),
+    (f'{{"correlationId": "{UUID}", "amount": -1}}'.encode(), "positive"),
+    (b'{"correlationId": "nope", "amount": 1}', "UUID"),
+])
+async def test_invalid_payment_400_with_reason(app, body, reason):
+    protocol, transport = connect(app)
+    protocol.data_received(post(body))
+    [(status, headers, answer)] = Responses(bytes(transport.data)).items
+    assert status == 400
+    assert headers[b"content-type"] == b"application/json"
+    assert reason.lower() in orjson.loads(answer)["error"].lower()
+    assert app.dispatcher.backlog == 0
+    assert not transport.closed, "a bad body is not a broken stream"
+
+
+async def test_summary_reads_ledgers_with_inclusive_bounds(app):
+    app.ledgers[0].add(app.fast.iso_to_ms("2025-07-10T12:00:00.000Z"), 1990)
+    app.ledgers[0].add(app.fast.iso_to_ms("2025-07-10T12:00:01.000Z"), 1000)
+    app.ledgers[1].add(app.fast.iso_to_ms("2025-07-10T12:00:02.000Z"), 5)
+    protocol, transport = connect(app)
+    protocol.data_received(
+        get("/payments-summary?from=2025-07-10T12:00:00.000Z&to=2025-07-10T12:00:01.000Z")
+        + get("/payments-summary")
+        + get("/payments-summary?from=2025-07-10T12%3A00%3A01.001Z"))
+    bodies = [orjson.loads(b) for _, _, b in Responses(bytes(transport.data)).items]
+    assert bodies[0] == {"default": {"totalRequests": 2, "totalAmount": 29.9},
+                         "fallback": {"totalRequests": 0, "totalAmount": 0}}
+    assert bodies[1]["fallback"] == {"totalRequests": 1, "totalAmount": 0.05}
+    assert bodies[2]["default"]["totalRequests"] == 0
+    assert bodies[2]["fallback"]["totalRequests"] == 1
+
+
+async def test_summary_bad_timestamp_400(app):
+    protocol, transport = connect(app)
+    protocol.data_received(get("/payments-summary?from=yesterday"))
+    [(status, _, body)] = Responses(bytes(transport.data)).items
+    assert status == 400 and "from" in orjson.loads(body)["error"]
+
+
+async def test_method_not_allowed_lists_allowed(app):
+    protocol, transport = connect(app)
+    protocol.data_received(get("/payments"))
+    [(status, headers, _)] = Responses(bytes(transport.data)).items
+    assert status == 405 and headers[b"allow"] == b"POST"
+
+
+async def test_oversized_body_413_and_close(app):
+    protocol, transport = connect(app)
+    protocol.data_received(post(b"x" * 2000) + get("/healthz"))
+    [(status, _, _)] = Responses(bytes(transport.data)).items
+    assert status == 413 and transport.closed
+
+
+async def test_oversized_headers_431_and_close(app):
+    protocol, transport = connect(app)
+    protocol.data_received(get("/healthz", extra="X-Big: " + "a" * 9000 + "\r\n"))
+    [(status, _, _)] = Responses(bytes(transport.data)).items
+    assert status == 431 and transport.closed
+
+
+async def test_garbage_400_and_close(app):
+    protocol, transport = connect(app)
+    protocol.data_received(b"\x16\x03\x01 hello\r\n\r\n")
+    [(status, _, _)] = Responses(bytes(transport.data)).items
+    assert status == 400 and transport.closed
+    protocol.data_received(get("/healthz"))  # ignored once closing
+    assert len(Responses(bytes(transport.data)).items) == 1
+
+
+async def test_connection_close_honoured(app):
+    protocol, transport = connect(app)
+    protocol.data_received(get("/healthz", extra="Connection: close\r\n"))
+    assert transport.closed
+    assert [s for s, _, _ in Responses(bytes(transport.data)).items] == [200]
+
+
+async def test_purge_clears_ledgers_ids_and_queue(app):
+    protocol, transport = connect(app)
+    app.ledgers[0].add(1, 100)
+    protocol.data_received(post(PAYMENT) + post(b"", path="/purge-payments") + post(PAYMENT))
+    statuses = [s for s, _, _ in Responses(bytes(transport.data)).items]
+    assert statuses == [202, 200, 202], "after a purge the same id is new again"
+    assert len(app.ledgers[0]) == 0 and app.dispatcher.backlog == 1
+
+
+async def test_metrics_text(app):
+    protocol, transport = connect(app)
+    protocol.data_received(post(PAYMENT) + get("/metrics"))
+    _, (status, _, body) = Responses(bytes(transport.data)).items
+    metrics = dict(line.rsplit(" ", 1) for line in body.decode().splitlines())
+    assert status == 200
+    assert metrics["rinha_accepted_total"] == "1"
+    assert metrics["rinha_backlog"] == "1"
+    assert 'rinha_processed_total{processor="fallback"}' in metrics

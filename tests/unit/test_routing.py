@@ -1,0 +1,129 @@
+"""The routing decision and the processor state it reads, without any network."""
+
+from __future__ import annotations
+
+from rinha.config import Config, SETTINGS, help_table
+from rinha.dispatcher import choose_processor
+from rinha.processors import DEFAULT, FALLBACK, Processor
+
+CONFIG = Config(hold_ms=10_000, last_resort_ms=30_000, slow_ms=1_200, max_in_flight=100)
+T0 = 1_750_000_000_000  # epoch ms
+
+
+def pair() -> tuple[Processor, Processor]:
+    return Processor(DEFAULT, "http://127.0.0.1:1"), Processor(FALLBACK, "http://127.0.0.1:2")
+
+
+def fail(p: Processor, at: int) -> None:
+    p.observe(at, 5.0, False, 20, 500)
+    p.refresh(at, CONFIG.slow_ms)
+
+
+def succeed(p: Processor, at: int, latency: float = 5.0) -> None:
+    p.observe(at, latency, True, 20, 500)
+    p.refresh(at, CONFIG.slow_ms)
+
+
+def test_healthy_default_always_wins():
+    d, f = pair()
+    succeed(d, T0)
+    succeed(f, T0, latency=1.0)
+    assert choose_processor(d, f, T0, CONFIG, 0) == DEFAULT
+
+
+def test_capacity_bound_holds():
+    d, f = pair()
+    assert choose_processor(d, f, T0, CONFIG, CONFIG.max_in_flight) is None
+
+
+def test_failing_default_is_probed_one_call_at_a_time_after_backoff():
+    d, f = pair()
+    fail(d, T0)
+    assert choose_processor(d, f, T0, CONFIG, 0) is None, "inside the back-off"
+    later = d.next_probe_ms
+    assert choose_processor(d, f, later, CONFIG, 0) == DEFAULT
+    d.in_flight = 1
+    assert choose_processor(d, f, later, CONFIG, 1) is None, "one probe at a time"
+
+
+def test_backoff_doubles_and_is_capped():
+    d, _ = pair()
+    waits = []
+    for i in range(8):
+        fail(d, T0 + i)
+        waits.append(d.backoff_ms)
+    assert waits[:4] == [20, 40, 80, 160] and max(waits) == 500
+
+
+def test_spill_to_fallback_only_after_hold_budget():
+    d, f = pair()
+    succeed(f, T0)
+    fail(d, T0)
+    d.next_probe_ms = T0 + 10**9  # no probe due, to isolate the spill rule
+    assert choose_processor(d, f, T0 + CONFIG.hold_ms - 1, CONFIG, 0) is None
+    d.refresh(T0 + CONFIG.hold_ms, CONFIG.slow_ms)
+    assert choose_processor(d, f, T0 + CONFIG.hold_ms, CONFIG, 0) == FALLBACK
+
+
+def test_no_spill_to_a_failing_or_slow_fallback():
+    d, f = pair()
+    fail(d, T0)
+    succeed(f, T0, latency=5_000)  # working but slower than the judge's window edge
+    d.next_probe_ms = f.next_probe_ms = T0 + 10**9
+    now = T0 + CONFIG.hold_ms + 1
+    assert choose_processor(d, f, now, CONFIG, 0) is None
+
+
+def test_default_recovers_after_one_good_probe():
+    d, f = pair()
+    fail(d, T0)
+    succeed(d, T0 + 100)
+    assert choose_processor(d, f, T0 + 100, CONFIG, 0) == DEFAULT
+
+
+def test_slow_default_detected_from_calls_still_in_flight():
+    d, f = pair()
+    succeed(d, T0)
+    d.call_starts[1] = T0
+    d.in_flight = 1
+    assert d.usable(T0 + 1_000, CONFIG.slow_ms)
+    assert not d.usable(T0 + 1_500, CONFIG.slow_ms), "a call pending 1.5 s means slow"
+
+
+def test_last_resort_sends_to_slow_but_working_processor():
+    d, f = pair()
+    succeed(d, T0, latency=5_000)
+    fail(f, T0)
+    d.in_flight = 1  # a probe is out: no more probes
+    f.next_probe_ms = T0 + 10**9
+    later = T0 + CONFIG.last_resort_ms
+    d.refresh(later, CONFIG.slow_ms)
+    f.refresh(later, CONFIG.slow_ms)
+    assert choose_processor(d, f, later - 1, CONFIG, 1) is None
+    assert choose_processor(d, f, later, CONFIG, 1) == DEFAULT
+
+
+def test_health_report_speaks_only_for_processors_not_called_recently():
+    d, f = pair()
+    succeed(d, T0)
+    d.apply_health(T0 + 100, True, 0)
+    assert d.usable(T0 + 100, CONFIG.slow_ms), "a real success 100 ms ago wins"
+    assert not d.usable(T0 + 3_000, CONFIG.slow_ms), "an old success loses to fresh health"
+    f.apply_health(T0, False, 2_000)
+    assert not f.usable(T0 + 3_000, CONFIG.slow_ms), "health says it is slow"
+
+
+def test_config_defaults_match_the_documented_table():
+    assert Config.from_env({}) == Config()
+    assert {env for _, env, _, _ in SETTINGS} <= set(help_table().split())
+
+
+def test_config_rejects_bad_values():
+    import pytest
+
+    with pytest.raises(ValueError, match="RINHA_MAX_IN_FLIGHT"):
+        Config.from_env({"RINHA_MAX_IN_FLIGHT": "many"})
+    with pytest.raises(ValueError, match="RINHA_INSTANCE_ID"):
+        Config.from_env({"RINHA_INSTANCE_ID": "1"})
+    assert Config.from_env({"RINHA_PEERS": "unix:/a.sock, http://h:1",
+                            "RINHA_INSTANCE_ID": "2"}).cluster_size == 3
