@@ -44,13 +44,14 @@ def choose_processor(d: Processor, f: Processor, now: int, config: Config,
     Profit first: default whenever it works; fallback only once default has been unusable
     longer than the hold budget and fallback is healthy and fast; a slow-but-working
     processor only as a last resort, so that nothing stays unprocessed.
+    Reads the usability computed by the last `Processor.refresh`.
     """
     if in_flight >= config.max_in_flight:
         return None
-    if d.usable(now, config.slow_ms):
+    if d.ok:
         return DEFAULT
     default_down_ms = d.unusable_for_ms(now)
-    if default_down_ms >= config.hold_ms and f.usable(now, config.slow_ms):
+    if default_down_ms >= config.hold_ms and f.ok:
         return FALLBACK
     if may_probe(d, now):
         return DEFAULT
@@ -138,7 +139,7 @@ class Dispatcher:
         for p in self.processors:
             queue = self.pinned[p.index]
             while queue and budget and self.in_flight < config.max_in_flight and (
-                    p.usable(now, config.slow_ms) or may_probe(p, now)):
+                    p.ok or may_probe(p, now)):
                 self._launch(queue.popleft(), p, now)
                 budget -= 1
         fresh = self.fresh

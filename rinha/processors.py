@@ -27,7 +27,7 @@ class Processor:
         "index", "name", "pool", "payments_request_head", "health_request",
         "failing", "unusable_since_ms", "latency_ms", "last_outcome_ms",
         "health_failing", "health_min_ms", "health_at_ms",
-        "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed",
+        "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed", "ok",
     )
 
     def __init__(self, index: int, url: str) -> None:
@@ -52,6 +52,7 @@ class Processor:
         self.next_probe_ms = 0  # epoch ms before which a failing processor is not retried
         self.backoff_ms = 0
         self.processed = 0
+        self.ok = True  # usable at the last refresh(); routing reads this, not usable()
 
     def payment_request(self, body: bytes) -> bytes:
         return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
@@ -77,8 +78,8 @@ class Processor:
         return not self.is_failing(now) and self.effective_latency_ms(now) <= slow_ms
 
     def refresh(self, now: int, slow_ms: int) -> bool:
-        """Update `unusable_since_ms`; return usability."""
-        ok = self.usable(now, slow_ms)
+        """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
+        self.ok = ok = self.usable(now, slow_ms)
         if ok:
             self.unusable_since_ms = None
         elif self.unusable_since_ms is None:

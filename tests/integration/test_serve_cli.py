@@ -1,0 +1,69 @@
+"""`rinha serve` as a real process: start, serve, stop on SIGTERM with the queue drained."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def spawn_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rinha", "serve", env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def wait_for_socket(path: str, proc: asyncio.subprocess.Process) -> None:
+    for _ in range(200):
+        if os.path.exists(path):
+            return
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    _, err = await proc.communicate()
+    raise AssertionError(f"rinha serve did not start: {err.decode()}")
+
+
+async def test_sigterm_drains_queue_and_exits_zero(stack, tmp_path):
+    sock = str(tmp_path / "api.sock")
+    proc = await spawn_serve({"RINHA_BIND": f"unix:{sock}", "RINHA_DEFAULT_URL": stack.default.url,
+                              "RINHA_FALLBACK_URL": stack.fallback.url})
+    await wait_for_socket(sock, proc)
+    assert os.stat(sock).st_mode & 0o777 == 0o666, "Nginx workers must be able to connect"
+    await stack.configure(stack.default, delay=300)  # calls still in flight at SIGTERM
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as session:
+        for _ in range(10):
+            body = {"correlationId": str(uuid.uuid4()), "amount": 1.00}
+            async with session.post("http://x/payments", json=body) as r:
+                assert r.status == 202
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert stack.default.state.payments == 10, "in-flight calls were not finished"
+    assert not os.path.exists(sock)
+    log = err.decode()
+    assert "listening" in log and "stopped accepted=10" in log
+
+
+async def test_bad_setting_exits_2_with_message():
+    proc = await spawn_serve({"RINHA_MAX_IN_FLIGHT": "lots"})
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    assert "RINHA_MAX_IN_FLIGHT must be an integer" in err.decode()
+
+
+async def test_help_lists_every_setting():
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rinha", "serve", "--help", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    from rinha.config import SETTINGS
+
+    for _, env, _, _ in SETTINGS:
+        assert env in out.decode()
