@@ -1,0 +1,546 @@
+"""`rinha bench`: start (or find) the stack, confine it, run k6, score the run, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from rinha.bench import k6, schedules, scoring
+from rinha.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
+from rinha.bench.metrics import MetricsSampler
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _say(msg: str) -> None:
+    print(f"rinha bench: {msg}", file=sys.stderr, flush=True)
+
+
+def _money(cents: int | Fraction) -> str:
+    return f"{float(cents) / 100:,.2f}"
+
+
+def _pct(x: float | Fraction) -> str:
+    return f"{float(x) * 100:.1f} %"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f} ms"
+
+
+def _proc_usage(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds, peak RSS bytes) of a live process, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = next((int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM:")), 0)
+    return cpu, hwm
+
+
+def _is_instance(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv and any(b"rinha" in a for a in argv)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x for x in v.split(",") if x)
+    return out
+
+
+class _Run:
+    """Everything one benchmark run holds, so that cleanup can undo whatever was done."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stack: Any = None
+        self.cgroup: BenchCgroup | None = None
+        self.sampler: MetricsSampler | None = None
+        self.usage = Usage()
+        self.notes: list[str] = []
+        self.pids: list[int] = []
+        self.peak_rss = 0
+        self.profiler: subprocess.Popen[bytes] | None = None
+        self.profile_path: Path | None = None
+        self._spy_log: Any = None
+        self.k6_usage: tuple[float, int] | None = None  # (CPU seconds, peak RSS bytes)
+
+    # -- the backend ---------------------------------------------------------------------
+
+    def make_cgroup(self) -> None:
+        a = self.args
+        if a.no_cgroup:
+            self.notes.append("no cgroup (--no-cgroup): the backend ran unconfined")
+            return
+        if a.url and not a.pids:
+            self.notes.append("no cgroup: backend PIDs unknown (give --pids with --url)")
+            return
+        cg = BenchCgroup(cpus=a.cpus, memory_bytes=int(a.memory_mb * 1024 * 1024))
+        try:
+            cg.create()
+        except (CgroupError, OSError) as exc:
+            self.notes.append(f"no cgroup: {exc}")
+            _say(f"warning: {exc}; running unconfined")
+            return
+        self.cgroup = cg
+
+    def start_stack(self, out: Path) -> tuple[str, str, str, list[str], list[int]]:
+        a = self.args
+        if a.url:
+            if not (a.default_url and a.fallback_url):
+                raise SystemExit("rinha bench: --url needs --default-url and --fallback-url")
+            return (
+                a.url,
+                a.default_url,
+                a.fallback_url,
+                _split(a.metrics),
+                [int(p) for p in _split(a.pids)],
+            )
+        from rinha.stack import Stack, StackConfig, find_nginx
+
+        config = StackConfig(
+            port=a.port,
+            instances=a.instances,
+            default_port=a.default_port,
+            fallback_port=a.fallback_port,
+            log_dir=str(out / "logs"),
+        )
+        if self.cgroup is not None:
+            # born inside the group, so that all their memory is charged to it
+            config.python = str(
+                self.cgroup.join_wrapper(
+                    out / "python-in-cgroup.sh", config.python, only_if="rinha serve"
+                )
+            )
+            config.nginx = str(self.cgroup.join_wrapper(out / "nginx-in-cgroup.sh", find_nginx()))
+        _say(
+            f"starting the stack (nginx on :{a.port}, processors on :{a.default_port}"
+            f"/:{a.fallback_port}); logs in {out / 'logs'}"
+        )
+        self.stack = Stack(config)
+        info = self.stack.start()
+        metrics = [f"unix:{s}" for s in info.sockets]
+        return info.url, info.default_url, info.fallback_url, metrics, list(info.service_pids)
+
+    def confine(self, pids: list[int]) -> None:
+        cg = self.cgroup
+        if cg is None:
+            return
+        self.pids = descendants(pids)
+        before = cg.members()
+        moved = cg.add(pids)
+        late = [p for p in moved if p not in before]
+        if late:
+            self.notes.append(
+                f"PIDs {', '.join(map(str, late))} joined the cgroup after start: memory they"
+                " had before is not charged to it (peak RSS is reported as well)"
+            )
+        a = self.args
+        _say(
+            f"cgroup {cg.name}: {a.cpus:g} CPU, {a.memory_mb:g} MB; {len(moved)} processes "
+            f"({', '.join(map(str, moved))})"
+        )
+
+    def cleanup(self) -> None:
+        self.stop_profiler()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.stack is not None:
+            self.stack.stop()
+            self.stack = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+
+    # -- profiling -----------------------------------------------------------------------
+
+    def start_profiler(self, out: Path) -> None:
+        """py-spy on the first `rinha serve` among the backend PIDs, until stop_profiler()."""
+        import shutil
+        import sysconfig
+
+        spy = shutil.which("py-spy") or os.path.join(sysconfig.get_path("scripts"), "py-spy")
+        if not os.access(spy, os.X_OK):
+            self.notes.append("no profile: py-spy not found (pip install '.[dev]')")
+            return
+        instances = [p for p in self.pids if _is_instance(p)]
+        if not instances:
+            self.notes.append("no profile: no `rinha serve` process among the backend PIDs")
+            return
+        pid = instances[0]
+        self.profile_path = out / f"profile-{pid}.svg"
+        cmd = [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "flamegraph",
+            "--output",
+            str(self.profile_path),
+        ]
+        self._spy_log = open(out / "py-spy.log", "wb")  # noqa: SIM115 - closed in stop_profiler
+        self.profiler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._spy_log)
+        _say(f"py-spy recording pid {pid} into {self.profile_path}")
+
+    def stop_profiler(self) -> None:
+        if self.profiler is None:
+            return
+        if self.profiler.poll() is None:
+            self.profiler.send_signal(signal.SIGINT)
+            try:
+                self.profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.profiler.kill()
+                self.profiler.wait()
+        self.profiler = None
+        if self._spy_log is not None:
+            self._spy_log.close()
+            self._spy_log = None
+        if self.profile_path is not None and self.profile_path.exists():
+            self.notes.append(f"flamegraph {self.profile_path}")
+
+    # -- k6 ------------------------------------------------------------------------------
+
+    def run_k6(self, cmd: list[str], out: Path, expected_s: float) -> int:
+        with open(out / "k6.out", "wb") as k6out:
+            # its own session: a Ctrl-C here reaches k6 once, from us (a second one would make
+            # k6 abort without teardown and summary)
+            proc = subprocess.Popen(
+                cmd, stdout=k6out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            started = time.monotonic()
+            next_report = started + PROGRESS_EVERY_S
+            interrupted = False
+            try:
+                while proc.poll() is None:
+                    try:
+                        proc.wait(timeout=0.5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if self.pids:
+                        self.peak_rss = max(self.peak_rss, rss_bytes(self.pids))
+                    self.k6_usage = _proc_usage(proc.pid) or self.k6_usage
+                    if self.stack is not None and proc.poll() is None:
+                        dead = self.stack.dead_child()
+                        if dead is not None and not interrupted:
+                            _say(
+                                f"{dead[0]} ({dead[1]}, pid {dead[2]}) died with code {dead[3]};"
+                                " stopping k6"
+                            )
+                            self.notes.append(f"{dead[0]} died during the run (code {dead[3]})")
+                            proc.send_signal(signal.SIGINT)
+                            interrupted = True
+                    if time.monotonic() >= next_report:
+                        next_report += PROGRESS_EVERY_S
+                        self.progress(time.monotonic() - started, expected_s)
+            except KeyboardInterrupt:
+                _say("interrupted: stopping k6 (teardown and summary still run)")
+                self.notes.append("interrupted by the user")
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait()
+                except KeyboardInterrupt:
+                    proc.kill()
+                    proc.wait()
+                    raise
+            return proc.returncode
+
+    def progress(self, elapsed: float, expected: float) -> None:
+        line = f"{elapsed:4.0f}/{expected:.0f} s"
+        if self.sampler is not None:
+            latest = self.sampler.latest()
+            if latest:
+
+                def total(key: str) -> float:
+                    return sum(v.get(key, 0.0) for v in latest.values())
+
+                default = total('rinha_processed_total{processor="default"}')
+                fallback = total('rinha_processed_total{processor="fallback"}')
+                line += (
+                    f"  accepted {total('rinha_accepted_total'):.0f}"
+                    f"  default {default:.0f}  fallback {fallback:.0f}"
+                    f"  backlog {total('rinha_backlog'):.0f}"
+                    f"  in flight {total('rinha_in_flight'):.0f}"
+                )
+        if self.cgroup is not None:
+            u = self.cgroup.usage()
+            if u.cpu_seconds is not None:
+                line += f"  backend CPU {u.cpu_seconds:.1f} s"
+        _say(line)
+
+
+def _config(args: argparse.Namespace, urls: tuple[str, str, str], out: Path) -> k6.LoadConfig:
+    rate_mode = args.rate is not None
+    duration = args.duration if rate_mode else args.ramp
+    name = args.schedule or ("healthy" if rate_mode else "published")
+    schedule = schedules.get(name, duration, seed=args.seed)
+    return k6.LoadConfig(
+        url=urls[0],
+        default_url=urls[1],
+        fallback_url=urls[2],
+        schedule=schedule,
+        summary_path=str(out / "summary.json"),
+        mode="rate" if rate_mode else "ramp",
+        vus=args.vus,
+        rate=args.rate or 0,
+        duration_s=duration,
+        token=args.token,
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Fraction):
+        return float(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def build_result(
+    config: dict[str, Any],
+    measured: k6.Measured,
+    log: dict[str, list[dict[str, Any]]],
+    usage: Usage,
+    notes: list[str],
+    schedule: schedules.Schedule,
+) -> dict[str, Any]:
+    sc = scoring.score(measured.score_input())
+    amount = scoring.to_cents(config["amount"])
+    buckets, width = measured.accepted_per_bucket, measured.bucket_s
+    best = scoring.best_possible(schedule, buckets, width, amount)
+    ceiling = scoring.best_possible(schedule, buckets, width, amount, defer=True)
+    ratio = float(sc.score / best.score) if best.score else None
+    return {
+        "schedule": {"name": schedule.name, "phases": schedule.to_json()},
+        "config": config,
+        "score": {
+            "score_cents": sc.score_cents,
+            "best_cents": best.score_cents,
+            "ratio": ratio,
+            "profit_cents": sc.profit_cents,
+            "bonus": float(sc.bonus),
+            "fine": float(sc.fine),
+            "disqualified": sc.disqualified,
+            "lag": sc.lag,
+            "reported_requests": sc.reported_requests,
+            "fallback_share": sc.fallback_share,
+            "best_per_processor": dict(best.per_processor),
+            "best_unplaceable": best.unplaceable,
+            "deferred_best_cents": ceiling.score_cents,
+            "deferred_ratio": float(sc.score / ceiling.score) if ceiling.score else None,
+        },
+        "requests": {
+            "requested": measured.requested,
+            "accepted": measured.accepted,
+            "rejected": measured.rejected,
+            "failed": measured.failed,
+        },
+        "latency_ms": {
+            "all": measured.http,
+            "ours": measured.http_ours,
+            "processors": measured.http_processors,
+            "payments": measured.payments,
+        },
+        "consistency": {
+            "checks": measured.checks,
+            "inconsistencies": measured.inconsistencies,
+            "check_errors": measured.check_errors,
+            "records": log.get("check", []),
+        },
+        "final": {
+            "ok": measured.final_ok,
+            "ours": {p: asdict(t) for p, t in measured.reported.items()},
+            "processors": {p: asdict(t) for p, t in measured.processors.items()},
+        },
+        "phases_applied": log.get("phase", []),
+        "phase_errors": measured.phase_errors,
+        "k6_errors": log.get("k6", [])[:20],
+        "k6_warnings": log.get("k6_warnings", []),
+        "backend": asdict(usage),
+        "series": {
+            "t0_ms": measured.t0_ms,
+            "bucket_s": measured.bucket_s,
+            "accepted": measured.accepted_per_bucket,
+            "errors": measured.errors_per_bucket,
+            "latency": measured.latency_per_bucket,
+        },
+        "test_duration_ms": measured.duration_ms,
+        "notes": notes,
+    }
+
+
+def report_text(result: dict[str, Any]) -> str:
+    s, r, lat = result["score"], result["requests"], result["latency_ms"]
+    c, b, cfg = result["consistency"], result["backend"], result["config"]
+    load = (
+        f"{cfg['rate']} req/s for {cfg['duration_s']:g} s"
+        if cfg["mode"] == "rate"
+        else f"1 → {cfg['vus']} VUs over {cfg['duration_s']:g} s"
+    )
+    ratio = "-" if s["ratio"] is None else _pct(s["ratio"])
+    deferred = "-" if s["deferred_ratio"] is None else _pct(s["deferred_ratio"])
+    lines = [
+        f"schedule       {result['schedule']['name']}  ({load})",
+        f"score          {_money(s['score_cents'])}"
+        + ("   DISQUALIFIED (reported more than requested)" if s["disqualified"] else ""),
+        f"best possible  {_money(s['best_cents'])}   ratio {ratio}",
+        f"  if deferred  {_money(s['deferred_best_cents'])}   ratio {deferred}"
+        "   (payments held until default recovers)",
+        f"profit         {_money(s['profit_cents'])}   bonus {_pct(s['bonus'])}"
+        f"   fine {_pct(s['fine'])}",
+        f"latency        p50 {_ms(lat['all'].get('p(50)'))}   p99 {_ms(lat['all'].get('p(99)'))}"
+        f"   max {_ms(lat['all'].get('max'))}   (all {lat['all'].get('count', 0):.0f} requests)",
+        f"  POST /pay    p50 {_ms(lat['payments'].get('p(50)'))}"
+        f"   p99 {_ms(lat['payments'].get('p(99)'))}   max {_ms(lat['payments'].get('max'))}",
+        f"payments       requested {r['requested']}   accepted {r['accepted']}"
+        f"   rejected {r['rejected']}   no answer {r['failed']}",
+        f"reported       {s['reported_requests']}   lag {s['lag']}"
+        f"   fallback share {_pct(s['fallback_share'])}",
+        f"consistency    {c['inconsistencies']} inconsistent of {c['checks']} checks"
+        + (f"   ({c['check_errors']} processor errors)" if c["check_errors"] else ""),
+    ]
+    for rec in c["records"]:
+        if rec.get("inconsistent"):
+            parts = [
+                f"{p} ours {rec[p]['ours']} theirs {rec[p]['theirs']}"
+                for p in ("default", "fallback")
+                if p in rec
+            ]
+            lines.append(
+                f"  at {rec.get('at_s', 0):5.1f} s  "
+                + "; ".join(parts)
+                + (f"  our error: {rec['ours_error']}" if "ours_error" in rec else "")
+            )
+    fin = result["final"]
+    if fin["ok"]:
+        diffs = [
+            f"{p} ours {fin['ours'][p]['requests']} theirs {fin['processors'][p]['requests']}"
+            for p in ("default", "fallback")
+            if fin["ours"][p]["requests"] != fin["processors"][p]["requests"]
+        ]
+        if diffs:
+            lines.append("final window   differs: " + "; ".join(diffs))
+    else:
+        lines.append("final window   INCOMPLETE: a final summary did not answer")
+    secs = result["test_duration_ms"] / 1000 or 1
+    parts = []
+    if b.get("cpu_seconds") is not None:
+        parts.append(f"CPU {b['cpu_seconds']:.1f} s ({b['cpu_seconds'] / secs:.2f} CPU avg)")
+    if b.get("peak_bytes") is not None:
+        parts.append(f"peak memory {b['peak_bytes'] / 2**20:.1f} MB")
+    if b.get("peak_rss_bytes"):
+        parts.append(f"peak RSS sum {b['peak_rss_bytes'] / 2**20:.1f} MB")
+    if parts:
+        lines.append("backend        " + "   ".join(parts))
+    if b.get("throttled_periods"):
+        lines.append(
+            f"  throttled    {b['throttled_periods']} periods, {b['throttled_seconds']:.2f} s"
+        )
+    if b.get("oom_kills"):
+        lines.append(f"  OOM KILLS    {b['oom_kills']}")
+    for err in result.get("k6_errors", [])[:3]:
+        lines.append(f"k6 {err['level']:<11} {err['msg'][:300]}")
+    for note in result["notes"]:
+        lines.append(f"note           {note}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.rate is not None and args.duration is None:
+        raise SystemExit("rinha bench: --rate needs --duration")
+    k6_bin = args.k6 or k6.find_k6()
+    out = Path(args.out or os.path.join("bench", "results", time.strftime("%Y%m%d-%H%M%S")))
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    run_ = _Run(args)
+    try:
+        run_.make_cgroup()
+        try:
+            url, default_url, fallback_url, metrics, pids = run_.start_stack(out)
+        except Exception as exc:  # StackError, NginxNotFound, OSError
+            _say(f"the stack did not start: {exc}")
+            return 1
+        load = _config(args, (url, default_url, fallback_url), out)
+        config = load.to_json()
+        (out / "config.json").write_text(json.dumps(config, indent=1))
+        run_.confine(pids)
+        if not run_.pids and pids:
+            run_.pids = descendants(pids)
+        run_.sampler = MetricsSampler(metrics, interval=args.sample_interval).start()
+        if args.profile:
+            run_.start_profiler(out)
+        if run_.cgroup is not None:
+            run_.cgroup.reset_cpu()
+        _say(
+            f"k6 against {url}: schedule {load.schedule.name}, "
+            + (
+                f"{load.rate} req/s for {load.duration_s:g} s"
+                if load.mode == "rate"
+                else f"1 → {load.vus} VUs over {load.duration_s:g} s"
+            )
+            + f"; results in {out}"
+        )
+        code = run_.run_k6(
+            k6.command(k6_bin, str(out / "config.json"), str(out / "k6.log")), out, load.total_s + 5
+        )
+        run_.stop_profiler()
+        if run_.k6_usage is not None:
+            cpu, hwm = run_.k6_usage
+            run_.notes.append(f"k6 used {cpu:.1f} CPU-s and {hwm / 2**20:.0f} MB (same machine)")
+        if run_.cgroup is not None:
+            run_.usage = run_.cgroup.usage()
+        if run_.pids:
+            run_.usage.peak_rss_bytes = run_.peak_rss
+        run_.sampler.stop()
+    finally:
+        run_.cleanup()
+    if code not in (0, 99):  # 99: a threshold crossed, which ours never do
+        run_.notes.append(f"k6 exited with {code} (see k6.out)")
+    summary_path = out / "summary.json"
+    if not summary_path.exists():
+        _say(f"k6 wrote no summary (exit {code}); see {out / 'k6.out'}")
+        return 1
+    measured = k6.parse_summary(json.loads(summary_path.read_text()), config)
+    log_path = out / "k6.log"
+    log = k6.parse_log(log_path.read_text().splitlines()) if log_path.exists() else {}
+    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule)
+    samples = run_.sampler.samples if run_.sampler else []
+    (out / "samples.json").write_text(
+        json.dumps([{"t": s.t, "instance": s.instance, "values": s.values} for s in samples])
+    )
+    (out / "result.json").write_text(json.dumps(_jsonable(result), indent=1))
+    text = report_text(result)
+    print(text, flush=True)
+    if not args.no_plot:
+        try:
+            from rinha.bench.plotting import plot
+
+            png = plot(result, samples, out / "report.png")
+            print(f"report         {png}")
+        except ImportError as exc:
+            _say(f"no plot ({exc}): pip install '.[bench]'")
+    print(f"results        {out}")
+    return 0 if code in (0, 99) else 1

@@ -1,0 +1,55 @@
+"""Plot helpers and cgroup plumbing that need no privileges."""
+
+import os
+from pathlib import Path
+
+from rinha.bench.cgroup import BenchCgroup, descendants, own_cgroups, rss_bytes
+from rinha.bench.metrics import Sample
+from rinha.bench.plotting import counter_per_bin, gauge_sum
+
+KEY = 'rinha_processed_total{processor="default"}'
+
+
+def test_counter_per_bin_sums_instances_and_survives_a_restart() -> None:
+    samples = [
+        Sample(100.0, 0, {KEY: 10}),
+        Sample(100.1, 1, {KEY: 0}),
+        Sample(100.6, 0, {KEY: 15}),
+        Sample(100.7, 1, {KEY: 4}),
+        Sample(101.2, 0, {KEY: 25}),
+        Sample(101.3, 1, {KEY: 2}),  # instance 1 restarted
+        Sample(102.5, 0, {"other": 1}),
+    ]
+    xs, ys = counter_per_bin(samples, KEY, t0=100.0)
+    assert xs == [0.0, 1.0]
+    assert ys == [5 + 4, 10 + 2]
+    assert counter_per_bin([], KEY, 0.0) == ([], [])
+
+
+def test_gauge_sum_uses_the_latest_value_of_each_instance() -> None:
+    samples = [Sample(1.0, 0, {"b": 3}), Sample(1.1, 1, {"b": 4}), Sample(1.5, 0, {"b": 1})]
+    xs, ys = gauge_sum(samples, "b", t0=1.0)
+    assert ys == [3, 7, 5]
+    assert xs[0] == 0.0
+
+
+def test_own_cgroups_and_descendants() -> None:
+    mine = own_cgroups()
+    assert isinstance(mine, dict)
+    assert os.getpid() in descendants([os.getpid()])
+    assert descendants([2**22 + 12345]) == []
+    assert rss_bytes([os.getpid()]) > 1024 * 1024
+
+
+def test_join_wrapper(tmp_path: Path) -> None:
+    cg = BenchCgroup(root=tmp_path)
+    cg.dirs = {"cpu": tmp_path / "cpu" / "g", "memory": tmp_path / "memory" / "g"}
+    script = cg.join_wrapper(tmp_path / "w.sh", "/usr/bin/python3", only_if="rinha serve")
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert f'echo $$ > "{tmp_path}/cpu/g/cgroup.procs"' in text
+    assert '*" rinha serve "*)' in text
+    assert text.rstrip().endswith('exec "/usr/bin/python3" "$@"')
+    assert os.access(script, os.X_OK)
+    always = cg.join_wrapper(tmp_path / "n.sh", "/usr/sbin/nginx").read_text()
+    assert "case" not in always
