@@ -37,6 +37,8 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "service-health poll period per processor, shared by the whole cluster (its limit: 1/5 s)"),
     ("peer_timeout_ms", "RINHA_PEER_TIMEOUT_MS", "250",
      "a peer that does not answer a summary by then makes the summary fail with 503"),
+    ("drain_ms", "RINHA_DRAIN_MS", "3000",
+     "on SIGTERM: how long queued payments and calls in flight may take to finish"),
     ("max_body_bytes", "RINHA_MAX_BODY_BYTES", "4096", "larger request bodies get 413"),
     ("log_level", "RINHA_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 )
@@ -65,6 +67,7 @@ class Config:
     retry_max_ms: int = 500
     health_interval_ms: int = 5_100
     peer_timeout_ms: int = 250
+    drain_ms: int = 3_000
     max_body_bytes: int = 4_096
     log_level: str = "INFO"
 

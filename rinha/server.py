@@ -14,9 +14,6 @@ from .config import Config, help_table
 
 log = logging.getLogger("rinha.server")
 
-DRAIN_SECONDS = 5.0  # on SIGTERM: how long queued payments and calls in flight may finish
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "serve", help="run one service instance",
@@ -59,11 +56,13 @@ async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-de
     return app, server, tasks
 
 
-async def stop(app, server, tasks, drain_s: float = DRAIN_SECONDS) -> int:  # type: ignore[no-untyped-def]
+async def stop(app, server, tasks, drain_s: float | None = None) -> int:  # type: ignore[no-untyped-def]
     """Stop accepting, let queued payments and calls in flight finish; return what was left."""
     server.close()
     for task in tasks:
         task.cancel()
+    if drain_s is None:
+        drain_s = app.config.drain_ms / 1000
     left = await app.dispatcher.drain(drain_s)
     for p in app.processors:
         p.pool.close()
