@@ -1,0 +1,116 @@
+"""Resident memory of one instance after N payments (default 1,000,000) went all the way through.
+
+Starts two emulated processors and one `rinha serve`, pushes N payments through
+POST /payments (pipelined, several connections), waits until every one is processed, and
+prints the instance's VmRSS / VmHWM (peak) from /proc, with the ledger size from /metrics.
+
+    python bench/memory_1m.py [-n 1000000] [--connections 4] [--pipeline 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def status_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def metrics(path: str) -> dict[str, float]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in body.splitlines())}
+
+
+def push(path: str, count: int, pipeline: int) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(path)
+        sent = 0
+        while sent < count:
+            batch = min(pipeline, count - sent)
+            parts = []
+            for _ in range(batch):
+                body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
+                parts.append(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(body), body))
+            s.sendall(b"".join(parts))
+            answers = 0
+            buffer = b""
+            while answers < batch:
+                buffer += s.recv(65536)
+                answers = buffer.count(b"HTTP/1.1 202")
+            sent += batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=1_000_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--pipeline", type=int, default=64)
+    args = parser.parse_args()
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
+                               "--fee", fee], stdout=subprocess.DEVNULL)
+             for port, fee in zip(ports, ("0.05", "0.15"), strict=True)]
+    sock = os.path.join(tempfile.mkdtemp(), "api.sock")
+    env = {**os.environ, "RINHA_BIND": f"unix:{sock}", "RINHA_LOG_LEVEL": "WARNING",
+           "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
+           "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}"}
+    server = subprocess.Popen([sys.executable, "-m", "rinha", "serve"], env=env)
+    procs.append(server)
+    try:
+        while not os.path.exists(sock):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        rss_start = status_kb(server.pid, "VmRSS")
+        started = time.monotonic()
+        share = args.n // args.connections
+        threads = [threading.Thread(target=push, args=(sock, share, args.pipeline))
+                   for _ in range(args.connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = share * args.connections
+        while True:
+            m = metrics(sock)
+            if m["rinha_ledger_entries"] >= total and m["rinha_backlog"] == 0:
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        print(f"payments processed: {int(m['rinha_ledger_entries'])} in {elapsed:.0f} s "
+              f"({total / elapsed:.0f}/s end to end)")
+        print(f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
+              f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
+              f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB")
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Picks the hot-path implementation: compiled `rinha._fast`, or `rinha._reference` (pure Python)
+when RINHA_NO_EXTENSIONS=1. Import the API from here, never from either module directly."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "IMPLEMENTATION",
+    "MAX_CENTS",
+    "MAX_MS",
+    "MIN_MS",
+    "IdSet",
+    "Ledger",
+    "iso_to_ms",
+    "ms_to_iso",
+    "parse_payment",
+    "payment_body",
+]
+
+IMPLEMENTATION: str  # "compiled" | "reference"
+
+if TYPE_CHECKING:  # both modules have the same API; type-check against the stub of the compiled one
+    from rinha._fast import (
+        MAX_CENTS,
+        MAX_MS,
+        MIN_MS,
+        IdSet,
+        Ledger,
+        iso_to_ms,
+        ms_to_iso,
+        parse_payment,
+        payment_body,
+    )
+elif os.environ.get("RINHA_NO_EXTENSIONS", "") not in ("", "0"):
+    from rinha._reference import (
+        MAX_CENTS,
+        MAX_MS,
+        MIN_MS,
+        IdSet,
+        Ledger,
+        iso_to_ms,
+        ms_to_iso,
+        parse_payment,
+        payment_body,
+    )
+
+    IMPLEMENTATION = "reference"
+else:
+    try:
+        from rinha._fast import (
+            MAX_CENTS,
+            MAX_MS,
+            MIN_MS,
+            IdSet,
+            Ledger,
+            iso_to_ms,
+            ms_to_iso,
+            parse_payment,
+            payment_body,
+        )
+    except ImportError as exc:
+        raise ImportError(
+            "rinha._fast is not compiled: run `pip install .` (or `pip install -e .`), "
+            "or set RINHA_NO_EXTENSIONS=1 to use the pure-Python reference"
+        ) from exc
+
+    IMPLEMENTATION = "compiled"
