@@ -32,7 +32,8 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "after this long with no usable processor, send to a slow one rather than hold"),
     ("retry_min_ms", "RINHA_RETRY_MIN_MS", "20",
      "first back-off after a failed call; doubles up to RINHA_RETRY_MAX_MS"),
-    ("retry_max_ms", "RINHA_RETRY_MAX_MS", "500", "longest back-off between probes"),
+    ("retry_max_ms", "RINHA_RETRY_MAX_MS", "250",
+     "longest back-off; also the spacing of probes to a failing processor"),
     ("health_interval_ms", "RINHA_HEALTH_INTERVAL_MS", "5100",
      "service-health poll period per processor, shared by the whole cluster (its limit: 1/5 s)"),
     ("peer_timeout_ms", "RINHA_PEER_TIMEOUT_MS", "250",
@@ -64,7 +65,7 @@ class Config:
     hold_ms: int = 15_000
     last_resort_ms: int = 30_000
     retry_min_ms: int = 20
-    retry_max_ms: int = 500
+    retry_max_ms: int = 250
     health_interval_ms: int = 5_100
     peer_timeout_ms: int = 250
     drain_ms: int = 3_000

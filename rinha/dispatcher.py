@@ -42,7 +42,9 @@ def choose_processor(d: Processor, f: Processor, now: int, config: Config,
     """Where the next unpinned payment goes: DEFAULT, FALLBACK, or None (hold it).
 
     Profit first: default whenever it works; fallback only once default has been unusable
-    longer than the hold budget and fallback is healthy and fast; a slow-but-working
+    longer than the hold budget, fallback is healthy and fast, and default has failed a call
+    sent after fallback became usable (when both recover together, fallback's quick answer
+    must not drain the backlog before default's next probe is back); a slow-but-working
     processor only as a last resort, so that nothing stays unprocessed.
     Reads the usability computed by the last `Processor.refresh`.
     """
@@ -51,11 +53,12 @@ def choose_processor(d: Processor, f: Processor, now: int, config: Config,
     if d.ok:
         return DEFAULT
     default_down_ms = d.unusable_for_ms(now)
-    if default_down_ms >= config.hold_ms and f.ok:
+    spill = default_down_ms >= config.hold_ms
+    if spill and f.ok and d.bad_sent_ms >= f.ok_since_ms:
         return FALLBACK
-    if may_probe(d, now):
+    if may_probe(d, now, config):
         return DEFAULT
-    if default_down_ms >= config.hold_ms and may_probe(f, now):
+    if spill and not f.ok and may_probe(f, now, config):
         return FALLBACK
     if default_down_ms >= config.last_resort_ms and f.unusable_for_ms(now) >= config.last_resort_ms:
         for p in (d, f):  # slow but answering: better late (and a risk of skew) than never
@@ -64,9 +67,23 @@ def choose_processor(d: Processor, f: Processor, now: int, config: Config,
     return None
 
 
-def may_probe(p: Processor, now: int) -> bool:
-    """An unusable processor gets one call at a time, after its back-off."""
-    return p.in_flight == 0 and now >= p.next_probe_ms
+MAX_PROBES = 8  # calls at once to a failing processor
+
+
+def may_probe(p: Processor, now: int, config: Config) -> bool:
+    """May an unusable processor get one more call now?
+
+    A failing one: a probe every RINHA_RETRY_MAX_MS at most (after its back-off), several
+    out at once, so that a recovery is seen within that time even when failures take
+    seconds to come back (a 500 stores nothing: probing costs no consistency). A slow one:
+    one call at a time, since each completes late and at an unpredictable instant.
+    """
+    if now < p.next_probe_ms:
+        return False
+    if p.in_flight == 0:
+        return True
+    return (p.failing and p.in_flight < MAX_PROBES
+            and now - p.last_probe_ms >= config.retry_max_ms)
 
 
 class Dispatcher:
@@ -139,7 +156,7 @@ class Dispatcher:
         for p in self.processors:
             queue = self.pinned[p.index]
             while queue and budget and self.in_flight < config.max_in_flight and (
-                    p.ok or may_probe(p, now)):
+                    p.ok or may_probe(p, now, config)):
                 self._launch(queue.popleft(), p, now)
                 budget -= 1
         fresh = self.fresh
@@ -155,10 +172,13 @@ class Dispatcher:
             self._wake()  # more to do: let I/O run first
         elif self.in_flight < config.max_in_flight:
             # held: look again after the earliest back-off (a finished call also wakes us)
-            soonest = min(p.next_probe_ms for p in self.processors)
+            soonest = min(max(p.next_probe_ms, p.last_probe_ms + config.retry_max_ms)
+                          for p in self.processors)
             self._wake_at(max(soonest, now + config.retry_min_ms))
 
     def _launch(self, payment: Payment, p: Processor, now: int) -> None:
+        if not p.ok:
+            p.last_probe_ms = now
         self.in_flight += 1
         p.in_flight += 1
         task = asyncio.get_running_loop().create_task(self._attempt(payment, p))
@@ -193,10 +213,10 @@ class Dispatcher:
             # stored by this call, or (422) by the earlier unknown one: same requestedAt
             self.ledgers[p.index].add(requested_at, payment.cents)
             p.processed += 1
-            p.observe(now, now - started, True, config.retry_min_ms, config.retry_max_ms)
+            p.observe(now, started, True, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
         elif status == 422:
             self.processor_duplicates += 1
-            p.observe(now, now - started, True, config.retry_min_ms, config.retry_max_ms)
+            p.observe(now, started, True, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
         elif status == 429:  # the processor's queue is full: nothing happened, come back soon
             self._requeue(payment)
         elif status >= 500 or status == 0:
@@ -204,7 +224,8 @@ class Dispatcher:
                 payment.pinned = p.index
                 payment.requested_at_ms = requested_at
                 payment.body = body
-            p.observe(now, now - started, False, config.retry_min_ms, config.retry_max_ms)
+            p.observe(now, started, False, config.slow_ms, config.retry_min_ms,
+                      config.retry_max_ms)
             self._requeue(payment)
         else:
             self.dropped += 1

@@ -28,6 +28,7 @@ class Processor:
         "failing", "unusable_since_ms", "latency_ms", "last_outcome_ms",
         "health_failing", "health_min_ms", "health_at_ms",
         "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed", "ok",
+        "evidence_sent_ms", "bad_sent_ms", "ok_since_ms", "last_probe_ms",
     )
 
     def __init__(self, index: int, url: str) -> None:
@@ -53,6 +54,10 @@ class Processor:
         self.backoff_ms = 0
         self.processed = 0
         self.ok = True  # usable at the last refresh(); routing reads this, not usable()
+        self.ok_since_ms = 0  # epoch ms at which `ok` last became true
+        self.evidence_sent_ms = 0  # send time of the call whose answer set `failing`/latency
+        self.bad_sent_ms = 0  # send time of the newest call that showed it unusable
+        self.last_probe_ms = 0  # epoch ms of the last probe sent while unusable
 
     def payment_request(self, body: bytes) -> bytes:
         return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
@@ -79,23 +84,39 @@ class Processor:
 
     def refresh(self, now: int, slow_ms: int) -> bool:
         """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
-        self.ok = ok = self.usable(now, slow_ms)
+        ok = self.usable(now, slow_ms)
         if ok:
+            if not self.ok:
+                self.ok_since_ms = now
             self.unusable_since_ms = None
-        elif self.unusable_since_ms is None:
-            self.unusable_since_ms = now
+        else:
+            if self.unusable_since_ms is None:
+                self.unusable_since_ms = now
+            for started in self.call_starts.values():  # the oldest call still out
+                if now - started > slow_ms:  # ... is evidence of slowness by itself
+                    self.bad_sent_ms = max(self.bad_sent_ms, started)
+                break
+        self.ok = ok
         return ok
 
     def unusable_for_ms(self, now: int) -> int:
         return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms
 
-    def observe(self, now: int, latency_ms: float, ok: bool, min_backoff: int,
+    def observe(self, now: int, sent_ms: int, ok: bool, slow_ms: int, min_backoff: int,
                 max_backoff: int) -> None:
-        """A real outcome: an answer (ok = stored or settled) or a failure."""
+        """A real outcome of a call sent at `sent_ms`: an answer (ok = stored or settled)
+        or a failure. Newest evidence wins: the answer to a call sent before the one that
+        set the current state says nothing new (a stale 500 must not undo a recovery)."""
+        latency_ms = now - sent_ms
+        if not ok or latency_ms > slow_ms:
+            self.bad_sent_ms = max(self.bad_sent_ms, sent_ms)
+        if sent_ms < self.evidence_sent_ms:
+            return
+        self.evidence_sent_ms = sent_ms
         self.last_outcome_ms = now
         # the latest answer, not an average: the judge switches delays in steps, and a
         # processor that got fast again must be seen as fast after one probe
-        self.latency_ms = latency_ms
+        self.latency_ms = float(latency_ms)
         if ok:
             self.failing = False
             self.backoff_ms = 0

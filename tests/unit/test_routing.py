@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rinha.config import Config, SETTINGS, help_table
-from rinha.dispatcher import choose_processor
+from rinha.dispatcher import MAX_PROBES, choose_processor
 from rinha.processors import DEFAULT, FALLBACK, Processor
 
 CONFIG = Config(hold_ms=10_000, last_resort_ms=30_000, slow_ms=1_200, max_in_flight=100)
@@ -14,13 +14,13 @@ def pair() -> tuple[Processor, Processor]:
     return Processor(DEFAULT, "http://127.0.0.1:1"), Processor(FALLBACK, "http://127.0.0.1:2")
 
 
-def fail(p: Processor, at: int) -> None:
-    p.observe(at, 5.0, False, 20, 500)
+def fail(p: Processor, at: int, latency: int = 5) -> None:
+    p.observe(at, at - latency, False, CONFIG.slow_ms, 20, 500)
     p.refresh(at, CONFIG.slow_ms)
 
 
-def succeed(p: Processor, at: int, latency: float = 5.0) -> None:
-    p.observe(at, latency, True, 20, 500)
+def succeed(p: Processor, at: int, latency: int = 5) -> None:
+    p.observe(at, at - latency, True, CONFIG.slow_ms, 20, 500)
     p.refresh(at, CONFIG.slow_ms)
 
 
@@ -42,8 +42,13 @@ def test_failing_default_is_probed_one_call_at_a_time_after_backoff():
     assert choose_processor(d, f, T0, CONFIG, 0) is None, "inside the back-off"
     later = d.next_probe_ms
     assert choose_processor(d, f, later, CONFIG, 0) == DEFAULT
-    d.in_flight = 1
-    assert choose_processor(d, f, later, CONFIG, 1) is None, "one probe at a time"
+    d.in_flight, d.last_probe_ms = 1, later
+    assert choose_processor(d, f, later, CONFIG, 1) is None, "probes are spaced"
+    spaced = later + CONFIG.retry_max_ms
+    assert choose_processor(d, f, spaced, CONFIG, 1) == DEFAULT, \
+        "a failing processor whose answers take long gets a new probe anyway"
+    d.in_flight = MAX_PROBES
+    assert choose_processor(d, f, spaced, CONFIG, MAX_PROBES) is None, "but not unboundedly"
 
 
 def test_backoff_doubles_and_is_capped():
@@ -63,6 +68,29 @@ def test_spill_to_fallback_only_after_hold_budget():
     assert choose_processor(d, f, T0 + CONFIG.hold_ms - 1, CONFIG, 0) is None
     d.refresh(T0 + CONFIG.hold_ms, CONFIG.slow_ms)
     assert choose_processor(d, f, T0 + CONFIG.hold_ms, CONFIG, 0) == FALLBACK
+
+
+def test_both_recovering_together_default_gets_its_chance_first():
+    d, f = pair()
+    fail(f, T0)
+    fail(d, T0 + 1)
+    d.next_probe_ms = T0 + 10**9
+    d.in_flight, f.in_flight = 1, 0  # a default probe is out, answers take seconds
+    now = T0 + CONFIG.hold_ms + 100
+    succeed(f, now)  # fallback is back first
+    d.refresh(now, CONFIG.slow_ms)
+    assert choose_processor(d, f, now, CONFIG, 1) is None, \
+        "no default failure seen since fallback recovered: wait for default's probe"
+    fail(d, now + 50, latency=10)  # a probe sent after fallback's recovery fails
+    assert choose_processor(d, f, now + 50, CONFIG, 1) == FALLBACK
+
+
+def test_stale_answers_do_not_undo_newer_evidence():
+    d, _ = pair()
+    d.observe(T0 + 100, T0 + 90, True, CONFIG.slow_ms, 20, 500)  # sent at +90: ok
+    d.observe(T0 + 2000, T0, False, CONFIG.slow_ms, 20, 500)  # sent at +0: 500, 2 s later
+    assert d.refresh(T0 + 2000, CONFIG.slow_ms), "an older call's failure is old news"
+    assert d.bad_sent_ms == T0, "but it still counts as a failure seen"
 
 
 def test_no_spill_to_a_failing_or_slow_fallback():
