@@ -67,23 +67,21 @@ def choose_processor(d: Processor, f: Processor, now: int, config: Config,
     return None
 
 
-MAX_PROBES = 8  # calls at once to a failing processor
+MAX_PROBES = 8  # calls at once to an unusable processor
 
 
 def may_probe(p: Processor, now: int, config: Config) -> bool:
     """May an unusable processor get one more call now?
 
-    A failing one: a probe every RINHA_RETRY_MAX_MS at most (after its back-off), several
-    out at once, so that a recovery is seen within that time even when failures take
-    seconds to come back (a 500 stores nothing: probing costs no consistency). A slow one:
-    one call at a time, since each completes late and at an unpredictable instant.
+    A probe every RINHA_RETRY_MAX_MS at most (after its back-off), up to MAX_PROBES out at
+    once, so that a recovery is seen within that time even when answers take seconds to come
+    back. A probe to a failing processor stores nothing; one to a slow processor completes
+    late, at a random instant: a few per second put the judge's counts at a negligible risk.
     """
     if now < p.next_probe_ms:
         return False
-    if p.in_flight == 0:
-        return True
-    return (p.failing and p.in_flight < MAX_PROBES
-            and now - p.last_probe_ms >= config.retry_max_ms)
+    return p.in_flight == 0 or (
+        p.in_flight < MAX_PROBES and now - p.last_probe_ms >= config.retry_max_ms)
 
 
 class Dispatcher:

@@ -63,8 +63,11 @@ class Processor:
         return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
 
     def oldest_call_age_ms(self, now: int) -> int:
+        """Age of the oldest call still out that was sent after the newest evidence (calls
+        sent before it, e.g. probes still waiting on a failing processor, are old news)."""
         for started in self.call_starts.values():
-            return now - started
+            if started >= self.evidence_sent_ms:
+                return now - started
         return 0
 
     def effective_latency_ms(self, now: int) -> float:
@@ -92,10 +95,9 @@ class Processor:
         else:
             if self.unusable_since_ms is None:
                 self.unusable_since_ms = now
-            for started in self.call_starts.values():  # the oldest call still out
-                if now - started > slow_ms:  # ... is evidence of slowness by itself
-                    self.bad_sent_ms = max(self.bad_sent_ms, started)
-                break
+            age = self.oldest_call_age_ms(now)
+            if age > slow_ms:  # a call out for that long is evidence of slowness by itself
+                self.bad_sent_ms = max(self.bad_sent_ms, now - age)
         self.ok = ok
         return ok
 

@@ -118,17 +118,25 @@ def test_slow_default_detected_from_calls_still_in_flight():
     assert not d.usable(T0 + 1_500, CONFIG.slow_ms), "a call pending 1.5 s means slow"
 
 
+def test_calls_older_than_the_newest_evidence_do_not_make_it_slow():
+    d, f = pair()
+    d.call_starts[1] = T0  # a probe still waiting on a failing, slow processor
+    d.in_flight = 1
+    succeed(d, T0 + 1_900)  # a later probe came back fast: recovered
+    assert d.refresh(T0 + 2_000, CONFIG.slow_ms)
+
+
 def test_last_resort_sends_to_slow_but_working_processor():
     d, f = pair()
     succeed(d, T0, latency=5_000)
     fail(f, T0)
-    d.in_flight = 1  # a probe is out: no more probes
+    d.in_flight = MAX_PROBES  # probes are out: no more probes
     f.next_probe_ms = T0 + 10**9
     later = T0 + CONFIG.last_resort_ms
     d.refresh(later, CONFIG.slow_ms)
     f.refresh(later, CONFIG.slow_ms)
-    assert choose_processor(d, f, later - 1, CONFIG, 1) is None
-    assert choose_processor(d, f, later, CONFIG, 1) == DEFAULT
+    assert choose_processor(d, f, later - 1, CONFIG, MAX_PROBES) is None
+    assert choose_processor(d, f, later, CONFIG, MAX_PROBES) == DEFAULT
 
 
 def test_health_report_speaks_only_for_processors_not_called_recently():
