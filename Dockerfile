@@ -1,0 +1,43 @@
+# rinha service image: `rinha serve` (also `rinha processor`, the emulator) in a venv.
+#
+# BASE_IMAGE is the runtime base; BUILD_IMAGE (default: the same) must carry the same
+# Python at the same path, because the venv's interpreter is a symlink into it. Works with
+# python:*-slim (the default) and with a Debian bookworm image that has python3 (+ python3-venv
+# in the build image); docker/build-base-images.sh makes such images without Docker Hub.
+ARG BASE_IMAGE=python:3.12-slim
+ARG BUILD_IMAGE=${BASE_IMAGE}
+
+FROM ${BUILD_IMAGE} AS build
+# the Cython extension needs a C compiler; python:*-slim has the headers but no gcc
+# hadolint ignore=DL3008
+RUN if ! command -v gcc >/dev/null 2>&1; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends gcc libc6-dev \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+# dependencies first (build requirements included), so that a code change reuses this layer
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' >/tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY . .
+# the image must run the compiled hot paths, never silently the pure-Python twin
+RUN pip install --no-deps --no-build-isolation . \
+    && pip uninstall -y Cython \
+    && python3 -I -c 'import rinha._fast'
+
+FROM ${BASE_IMAGE}
+RUN groupadd --gid 10001 rinha \
+    && useradd --uid 10001 --gid rinha --no-create-home --shell /usr/sbin/nologin rinha \
+    && install -d -o rinha -g rinha -m 0755 /sockets
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+WORKDIR /sockets
+CMD ["rinha", "serve"]

@@ -1,0 +1,162 @@
+"""The one Nginx config (nginx/nginx.conf.template): both renderers agree and `nginx -t` passes."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rinha.stack import NginxNotFound, find_nginx, render_nginx_conf
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "nginx" / "docker-entrypoint.sh"
+
+
+def nginx_or_skip() -> str:
+    try:
+        return find_nginx()
+    except NginxNotFound as exc:
+        pytest.skip(f"{exc} (CI installs it)")
+
+
+def code_lines(conf: str) -> list[str]:
+    return [ln.strip() for ln in conf.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def render(tmp_path: Path, user: str | None = None, listen: str = "127.0.0.1:9999") -> str:
+    return render_nginx_conf(
+        ["unix:/run/x/api1.sock", "unix:/run/x/api2.sock"],
+        listen=listen,
+        pid=str(tmp_path / "nginx.pid"),
+        temp=str(tmp_path / "temp"),
+        user=user,
+    )
+
+
+def test_rendered_config_has_what_the_design_needs(tmp_path: Path) -> None:
+    lines = code_lines(render(tmp_path))
+    text = "\n".join(lines)
+    assert "${" not in text
+    for needed in (
+        "worker_processes 1;",
+        "daemon off;",
+        "error_log stderr warn;",
+        "access_log off;",
+        "least_conn;",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_buffering off;",
+        "listen 127.0.0.1:9999 backlog=4096;",
+        "server unix:/run/x/api1.sock;",
+        "server unix:/run/x/api2.sock;",
+        f"pid {tmp_path}/nginx.pid;",
+    ):
+        assert needed in lines, f"missing: {needed}"
+    assert re.search(r"^keepalive \d+;$", text, re.M), "upstream keepalive"
+    # the internal instance-to-instance routes are never proxied
+    internal = text[text.index("location /internal/") :]
+    assert internal.split("}")[0].strip().endswith("return 404;")
+    assert not any(ln.startswith("user ") for ln in lines)
+    assert "user root;" in code_lines(render(tmp_path, user="root"))
+
+
+def test_render_rejects_no_upstreams(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        render_nginx_conf([], listen="1", pid="p", temp="t")
+
+
+def _fake_nginx(bin_dir: Path) -> Path:
+    """An `nginx` that records its arguments instead of serving."""
+    record = bin_dir / "nginx.args"
+    fake = bin_dir / "nginx"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\n', encoding="utf-8")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return record
+
+
+def _bound_unix_socket(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    return s
+
+
+def test_docker_entrypoint_renders_the_same_config(tmp_path: Path) -> None:
+    """The shell renderer (Docker) and the Python one (`rinha up`) give the same file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = _fake_nginx(bin_dir)
+    out_dir = tmp_path / "out"
+    socks = [tmp_path / "api1.sock", tmp_path / "api2.sock"]
+    listeners = [_bound_unix_socket(p) for p in socks]
+    try:
+        env = dict(
+            os.environ,
+            PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            RINHA_LISTEN="9999",
+            RINHA_UPSTREAMS=" ".join(f"unix:{p}" for p in socks),
+            RINHA_NGINX_DIR=str(out_dir),
+        )
+        res = subprocess.run(
+            ["sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30
+        )
+    finally:
+        for s in listeners:
+            s.close()
+    assert res.returncode == 0, res.stderr
+    args = record.read_text(encoding="utf-8").split()
+    conf_path = out_dir / "nginx.conf"
+    assert args == ["-e", "stderr", "-p", str(out_dir), "-c", str(conf_path)]
+    assert (out_dir / "temp").is_dir()
+    expected = render_nginx_conf(
+        [f"unix:{p}" for p in socks],
+        listen="9999",
+        pid=f"{out_dir}/nginx.pid",
+        temp=f"{out_dir}/temp",
+    )
+    assert code_lines(conf_path.read_text(encoding="utf-8")) == code_lines(expected)
+
+
+def test_docker_entrypoint_needs_upstreams(tmp_path: Path) -> None:
+    env = dict(os.environ, RINHA_NGINX_DIR=str(tmp_path))
+    env.pop("RINHA_UPSTREAMS", None)
+    res = subprocess.run(
+        ["sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode != 0
+    assert "RINHA_UPSTREAMS" in res.stderr
+
+
+def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
+    nginx = nginx_or_skip()
+    (tmp_path / "temp").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(tmp_path, user="root" if os.geteuid() == 0 else None), encoding="utf-8")
+    res = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "test is successful" in res.stderr
+    assert "[warn]" not in res.stderr, res.stderr
+
+
+def test_nginx_accepts_the_docker_rendered_config(tmp_path: Path) -> None:
+    """The config the Docker entrypoint writes (no `user`, listen on all addresses)."""
+    nginx = nginx_or_skip()
+    (tmp_path / "temp").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render(tmp_path, listen="9999"), encoding="utf-8")
+    res = subprocess.run(
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr

@@ -1,0 +1,131 @@
+"""rinha/stack.py without starting a stack: errors, helpers, the CLI's refusals."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import rinha.stack as stack
+from rinha.__main__ import main
+from rinha.stack import NginxNotFound, Stack, StackConfig, StackError
+
+
+def test_missing_nginx_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(stack, "NGINX_CANDIDATES", ())
+    with pytest.raises(NginxNotFound, match="apt-get install nginx"):
+        stack.find_nginx()
+
+
+def test_rinha_up_without_nginx_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(stack, "NGINX_CANDIDATES", ())
+    assert main(["up", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "nginx not found" in err and "apt-get install nginx" in err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"instances": 0}, "at least 1"),
+        ({"default_url": "http://127.0.0.1:1"}, "both --default-url and --fallback-url"),
+    ],
+)
+def test_bad_configs_are_refused(tmp_path, overrides, message) -> None:  # type: ignore[no-untyped-def]
+    s = Stack(StackConfig(nginx="/bin/false", run_dir=str(tmp_path)), **overrides)
+    with pytest.raises(StackError, match=message):
+        s.start()
+    assert s.children == []
+
+
+def test_unknown_override_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        Stack(portt=1)
+
+
+def test_busy_port_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        s = Stack(StackConfig(port=port, nginx="/bin/false", run_dir=str(tmp_path)))
+        with pytest.raises(StackError, match="already in use"):
+            s.start()
+    assert s.children == []
+
+
+def test_a_child_dying_at_start_is_named_and_the_rest_stopped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 'python' that fails at once: the first processor is reported with its exit code."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    s = Stack(
+        StackConfig(
+            port=0,
+            default_port=0,
+            fallback_port=0,
+            python=str(fake),
+            nginx="/bin/false",
+            run_dir=str(tmp_path / "run"),
+        )
+    )
+    with pytest.raises(
+        StackError,
+        match=r"default \(processor, pid \d+\) exited during "
+        r"start-up with exit code 3",
+    ):
+        s.start()
+    assert s.children == []
+
+
+def test_children_of_finds_direct_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in stack._children_of(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_describe_exit() -> None:
+    assert stack._describe_exit(1) == "exit code 1"
+    assert stack._describe_exit(-9) == "killed by SIGKILL"
+
+
+def test_import_is_cheap() -> None:
+    """`rinha serve` imports every subcommand module: ours must not drag subprocess & co."""
+    code = (
+        "import sys; before = set(sys.modules); import rinha.stack; "
+        "heavy = {'subprocess', 'tempfile', 'shutil', 'urllib.request', 'socket', 'asyncio'}; "
+        "print(sorted(heavy & (set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
+def test_a_live_socket_in_the_run_dir_is_refused_and_left_alone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "api1.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(path))
+        other.listen()
+        s = Stack(
+            StackConfig(
+                port=0,
+                default_url="http://127.0.0.1:1",
+                fallback_url="http://127.0.0.1:2",
+                nginx="/bin/false",
+                run_dir=str(tmp_path),
+            )
+        )
+        with pytest.raises(StackError, match="in use by another process"):
+            s.start()
+        assert path.exists(), "another stack's socket must survive our failed start"

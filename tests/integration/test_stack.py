@@ -1,0 +1,262 @@
+"""`rinha up` for real: emulators + two instances + Nginx on free ports, as a subprocess.
+
+Needs nginx (skipped with the reason when it is missing; CI installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rinha.stack import NginxNotFound, Stack, StackConfig, _children_of, find_nginx, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = {"X-Rinha-Token": "123"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _need_nginx() -> None:
+    try:
+        find_nginx()
+    except NginxNotFound as exc:
+        pytest.skip(f"{exc} (CI installs it)")
+
+
+def http(
+    method: str, url: str, body: object = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
+
+
+@dataclass
+class Up:
+    proc: subprocess.Popen[str]
+    url: str
+    default_url: str
+    fallback_url: str
+    run_dir: Path
+    logs: Path
+
+    def log_tails(self) -> str:
+        parts = []
+        for log in sorted(self.logs.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"--- {log.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline()
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    port, default_port, fallback_port = free_port(), free_port(), free_port()
+    run_dir, logs = tmp_path / "run", tmp_path / "logs"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rinha",
+            "up",
+            "--port",
+            str(port),
+            "--default-port",
+            str(default_port),
+            "--fallback-port",
+            str(fallback_port),
+            "--run-dir",
+            str(run_dir),
+            "--logs",
+            str(logs),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    handle = Up(
+        proc,
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.1:{default_port}",
+        f"http://127.0.0.1:{fallback_port}",
+        run_dir,
+        logs,
+    )
+    try:
+        line = _read_line(proc, 40)
+        if "ready" not in line:
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"rinha up did not get ready: {line!r}\n{err}\n{handle.log_tails()}")
+        assert handle.url in line
+        yield handle
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def _admin(url: str) -> dict:
+    status, body = http("GET", url + "/admin/payments-summary", headers=TOKEN)
+    assert status == 200
+    return json.loads(body)
+
+
+def test_payments_through_nginx_match_the_processors_then_sigterm(up: Up) -> None:
+    sent = 12
+    for i in range(sent):
+        status, _ = http(
+            "POST",
+            up.url + "/payments",
+            {"correlationId": str(uuid.uuid4()), "amount": round(19.9 + i, 2)},
+        )
+        assert 200 <= status < 300
+    deadline = time.monotonic() + 15
+    while True:
+        theirs = {"default": _admin(up.default_url), "fallback": _admin(up.fallback_url)}
+        if sum(v["totalRequests"] for v in theirs.values()) >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert sum(v["totalRequests"] for v in theirs.values()) == sent, up.log_tails()
+    status, body = http("GET", up.url + "/payments-summary")
+    assert status == 200
+    ours = json.loads(body)
+    for name in ("default", "fallback"):
+        assert ours[name]["totalRequests"] == theirs[name]["totalRequests"], (ours, theirs)
+        assert round(ours[name]["totalAmount"] * 100) == round(theirs[name]["totalAmount"] * 100)
+    # the instances' internal routes are not reachable through Nginx
+    assert http("GET", up.url + "/internal/summary")[0] == 404
+
+    sockets = sorted(up.run_dir.glob("api*.sock"))
+    assert [p.name for p in sockets] == ["api1.sock", "api2.sock"]
+    children = _children_of(up.proc.pid)
+    assert len(children) == 5  # 2 processors, 2 instances, the Nginx master
+    up.proc.send_signal(signal.SIGTERM)
+    _, err = up.proc.communicate(timeout=20)
+    assert up.proc.returncode == 0, err
+    assert "SIGTERM: stack stopped" in err
+    assert not list(up.run_dir.glob("api*.sock")), "sockets removed"
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists(), f"child {pid} still running"
+
+
+def test_a_dead_instance_brings_the_stack_down(up: Up) -> None:
+    instances = [
+        pid
+        for pid in _children_of(up.proc.pid)
+        if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(instances) == 2
+    others = [pid for pid in _children_of(up.proc.pid) if pid != instances[0]]
+    os.kill(instances[0], signal.SIGKILL)
+    _, err = up.proc.communicate(timeout=30)
+    assert up.proc.returncode == 1, err
+    assert re.search(rf"api\d \(instance, pid {instances[0]}\) exited with killed by SIGKILL", err)
+    assert "stopping the stack" in err
+    for pid in others:
+        assert not Path(f"/proc/{pid}").exists(), f"child {pid} still running"
+    assert not list(up.run_dir.glob("api*.sock"))
+
+
+def test_python_api_gives_urls_and_pids(tmp_path: Path) -> None:
+    config = StackConfig(port=0, default_port=0, fallback_port=0, log_dir=str(tmp_path / "logs"))
+    with Stack(config) as info:
+        assert len(info.instance_pids) == 2 and len(info.nginx_pids) == 2  # master + 1 worker
+        assert info.service_pids == info.nginx_pids + info.instance_pids
+        for pid in (*info.service_pids, *info.processor_pids):
+            assert Path(f"/proc/{pid}").exists()
+        status, body = http("GET", info.url + "/payments-summary")
+        assert status == 200 and b"default" in body
+        run_dir = Path(info.run_dir)
+        assert (run_dir / "api1.sock").exists()
+    assert not run_dir.exists(), "a temp run dir is removed"
+    for pid in (*info.service_pids, *info.processor_pids):
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_existing_processors_are_used_instead_of_emulators(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rinha", "processor", "--port", str(p), "--fee", fee],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        for p, fee in zip(ports, ("0.05", "0.15"), strict=True)
+    ]
+    try:
+        urls = [f"http://127.0.0.1:{p}" for p in ports]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                for url in urls:
+                    _admin(url)
+                break
+            except (OSError, AssertionError):
+                assert time.monotonic() < deadline, "emulators did not start"
+                time.sleep(0.1)
+        config = StackConfig(
+            port=0,
+            default_url=urls[0],
+            fallback_url=urls[1],
+            instances=3,
+            log_dir=str(tmp_path / "logs"),
+        )
+        with Stack(config) as info:
+            assert info.processor_pids == ()
+            assert (info.default_url, info.fallback_url) == (urls[0], urls[1])
+            assert len(info.instance_pids) == 3
+            body = {"correlationId": str(uuid.uuid4()), "amount": 10.0}
+            assert http("POST", info.url + "/payments", body)[0] // 100 == 2
+            deadline = time.monotonic() + 10
+            while _admin(urls[0])["totalRequests"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for p in procs:
+            assert p.poll() is None, "external processors are left running"
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
