@@ -32,6 +32,12 @@ class App:
         f_count, f_cents = self.ledgers[FALLBACK].summary(from_ms, to_ms)
         return d_count, d_cents, f_count, f_cents
 
+    async def close(self) -> None:
+        await self.dispatcher.close()
+        for p in self.processors:
+            p.pool.close()
+        self.cluster.close()
+
     def purge(self) -> None:
         for ledger in self.ledgers:
             ledger.clear()

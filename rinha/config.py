@@ -19,8 +19,10 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "this instance's index 0..N-1 (N = peers + 1); health checks take turns by it"),
     ("max_in_flight", "RINHA_MAX_IN_FLIGHT", "400",
      "processor calls in flight at most, per instance (enough for a 1 s/call default)"),
-    ("launch_per_tick", "RINHA_LAUNCH_PER_TICK", "32",
-     "new processor calls started per event-loop turn while draining a backlog"),
+    ("dispatch_tick_ms", "RINHA_DISPATCH_TICK_MS", "5",
+     "queued payments are sent in batches, once per tick: fewer wake-ups, lower p99"),
+    ("launch_per_tick", "RINHA_LAUNCH_PER_TICK", "16",
+     "new processor calls started per tick at most (bounds the event-loop stall)"),
     ("call_timeout_ms", "RINHA_CALL_TIMEOUT_MS", "10000",
      "a processor call with no answer by then has an unknown outcome (settled on retry)"),
     ("slow_ms", "RINHA_SLOW_MS", "1200",
@@ -59,7 +61,8 @@ class Config:
     peers: tuple[str, ...] = field(default_factory=tuple)
     instance_id: int = 0
     max_in_flight: int = 400
-    launch_per_tick: int = 32
+    dispatch_tick_ms: int = 5
+    launch_per_tick: int = 16
     call_timeout_ms: int = 10_000
     slow_ms: int = 1_200
     hold_ms: int = 15_000

@@ -100,9 +100,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._call_ids = itertools.count()
         self._timeout_s = config.call_timeout_ms / 1000
-        self._pump_soon: asyncio.Handle | None = None
+        self._tick_s = config.dispatch_tick_ms / 1000
         self._pump_timer: asyncio.TimerHandle | None = None
-        self._pump_timer_at = 0.0
+        self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ intake
@@ -121,30 +121,27 @@ class Dispatcher:
             queue.clear()
 
     # ------------------------------------------------------------------ pump
-    def _wake(self) -> None:
-        if self._pump_soon is None:
-            if self._loop is None:
-                self._loop = asyncio.get_running_loop()
-            self._pump_soon = self._loop.call_soon(self._pump)
+    def _wake(self, delay_s: float | None = None) -> None:
+        """Run the pump within `delay_s` (default: one dispatch tick).
 
-    def _wake_at(self, when_ms: int) -> None:
-        assert self._loop is not None
-        delay = max(0.001, (when_ms - now_ms()) / 1000)
-        at = self._loop.time() + delay
+        Payments are sent in small batches, once per tick, rather than one by one as they
+        arrive: every processor answer wakes this process, and fewer, grouped wake-ups
+        leave the event loop free for the clients (measured: p99 through Nginx 2.2 -> 1.3 ms).
+        """
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        at = loop.time() + (self._tick_s if delay_s is None else delay_s)
         if self._pump_timer is not None:
-            if self._pump_timer_at <= at:
+            if self._pump_at <= at:
                 return
             self._pump_timer.cancel()
-        self._pump_timer_at = at
-        self._pump_timer = self._loop.call_at(at, self._timer_fired)
-
-    def _timer_fired(self) -> None:
-        self._pump_timer = None
-        self._pump()
+        self._pump_at = at
+        self._pump_timer = loop.call_at(at, self._pump)
 
     def _pump(self) -> None:
-        """Start as many calls as routing and capacity allow, a bounded number per loop turn."""
-        self._pump_soon = None
+        """Start as many calls as routing and capacity allow, a bounded number per tick."""
+        self._pump_timer = None
         config = self.config
         now = now_ms()
         d, f = self.processors
@@ -167,12 +164,12 @@ class Dispatcher:
         if not self.backlog:
             return
         if not budget:
-            self._wake()  # more to do: let I/O run first
+            self._wake()  # more to do: next tick, after the clients' I/O
         elif self.in_flight < config.max_in_flight:
             # held: look again after the earliest back-off (a finished call also wakes us)
             soonest = min(max(p.next_probe_ms, p.last_probe_ms + config.retry_max_ms)
                           for p in self.processors)
-            self._wake_at(max(soonest, now + config.retry_min_ms))
+            self._wake(max(soonest - now, config.retry_min_ms) / 1000)
 
     def _launch(self, payment: Payment, p: Processor, now: int) -> None:
         if not p.ok:
@@ -240,15 +237,25 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ shutdown
     async def drain(self, timeout_s: float) -> int:
-        """Wait for the queue and the calls in flight to finish; return what is left."""
+        """Wait for the queue and the calls in flight to finish, then stop; return what
+        was left unsettled."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (self.backlog or self.in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        if self._tasks:
-            for task in list(self._tasks):
-                task.cancel()
-        return self.backlog + self.in_flight
+        left = self.backlog + self.in_flight
+        await self.close()
+        return left
+
+    async def close(self) -> None:
+        """Stop pumping and cancel the calls still in flight."""
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+            self._pump_timer = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 __all__ = ["Dispatcher", "Payment", "choose_processor", "DEFAULT", "FALLBACK", "UNPINNED"]

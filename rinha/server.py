@@ -64,9 +64,7 @@ async def stop(app, server, tasks, drain_s: float | None = None) -> int:  # type
     if drain_s is None:
         drain_s = app.config.drain_ms / 1000
     left = await app.dispatcher.drain(drain_s)
-    for p in app.processors:
-        p.pool.close()
-    app.cluster.close()
+    await app.close()
     if app.config.bind.startswith("unix:"):
         try:
             os.unlink(app.config.bind[5:])

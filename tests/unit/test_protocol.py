@@ -73,9 +73,16 @@ class Responses:
         self._headers, self._body = {}, b""
 
 
+# The dispatcher never sends in these tests (its first tick is an hour away): they look at
+# what the protocol queues, and need no processor.
+QUIET = {"dispatch_tick_ms": 3_600_000}
+
+
 @pytest.fixture
-def app(fast):
-    return App(Config(max_body_bytes=1024), fast)
+async def app(fast):
+    app = App(Config(max_body_bytes=1024, **QUIET), fast)
+    yield app
+    await app.close()
 
 
 def connect(app: App) -> tuple[HttpProtocol, FakeTransport]:
@@ -102,7 +109,7 @@ async def test_valid_payment_is_accepted_and_queued(app):
 @pytest.mark.parametrize("request_bytes", [post(PAYMENT), get("/healthz")])
 async def test_split_at_every_offset(fast, request_bytes):
     for cut in range(1, len(request_bytes)):
-        app = App(Config(), fast)
+        app = App(Config(**QUIET), fast)
         protocol, transport = connect(app)
         protocol.data_received(request_bytes[:cut])
         assert transport.data == b"", f"answered before the request was whole (cut {cut})"
@@ -134,7 +141,7 @@ async def test_pipelined_answers_in_order(app):
 
 
 async def test_deferred_answer_keeps_order(fast):
-    app = App(Config(peers=("unix:/nonexistent",)), fast)
+    app = App(Config(peers=("unix:/nonexistent",), **QUIET), fast)
     release = asyncio.Event()
 
     async def slow_peer_counts(from_ms, to_ms):
@@ -154,7 +161,7 @@ async def test_deferred_answer_keeps_order(fast):
 
 
 async def test_peer_down_gives_503(fast, tmp_path):
-    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",)), fast)
+    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",), **QUIET), fast)
     protocol, transport = connect(app)
     protocol.data_received(get("/payments-summary"))
     for _ in range(50):
