@@ -17,7 +17,7 @@ from rinha.bench.scoring import ScoreInput, Totals, to_cents
 
 SCRIPT = Path(__file__).with_name("rinha.js")
 K6_VERSION = "1.1.0"
-MAX_BUCKETS = 240  # latency/accepted time series: one k6 Trend + two Counters per bucket
+MAX_BUCKETS = 240  # latency/accepted time series, computed in Python from the payment log lines
 
 
 class K6NotFound(RuntimeError):
@@ -133,8 +133,44 @@ def _gauge(summary: dict[str, Any], name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _series(summary: dict[str, Any], prefix: str, buckets: int, key: str) -> list[float | None]:
-    return [_values(summary, f"{prefix}{i:04d}").get(key) for i in range(buckets)]
+def percentile(values: list[float], pct: float) -> float:
+    """k6's Trend percentile of sorted `values`: linear interpolation between closest ranks."""
+    i = pct / 100 * (len(values) - 1)
+    lo, hi = math.floor(i), math.ceil(i)
+    return values[lo] + (values[hi] - values[lo]) * (i - lo)
+
+
+STATS = ("p(50)", "p(90)", "p(99)", "max")
+
+
+def trend_stats(values: list[float]) -> dict[str, float]:
+    """k6-style Trend stats of raw values (ms)."""
+    if not values:
+        return {}
+    v = sorted(values)
+    out = {f"p({p:g})": percentile(v, p) for p in (50, 90, 99, 99.9)}
+    out.update(avg=sum(v) / len(v), min=v[0], med=out["p(50)"], max=v[-1], count=float(len(v)))
+    return out
+
+
+Payment = tuple[float, float, int]  # (start, epoch ms; duration ms; HTTP status, 0 = no answer)
+
+
+def payment_series(
+    payments: list[Payment], t0_ms: float, bucket_s: float, buckets: int
+) -> tuple[list[int], list[int], dict[str, list[float | None]]]:
+    """Per time bucket (by start, from t0): accepted (2xx), not accepted, latency stats."""
+    acc, err = [0] * buckets, [0] * buckets
+    lat: list[list[float]] = [[] for _ in range(buckets)]
+    for start, ms, status in payments:
+        b = min(max(int((start - t0_ms) // (bucket_s * 1000)), 0), buckets - 1)
+        if 200 <= status < 300:
+            acc[b] += 1
+        else:
+            err[b] += 1
+        lat[b].append(ms)
+    per = [trend_stats(x) for x in lat]
+    return acc, err, {s: [p.get(s) for p in per] for s in STATS}
 
 
 @dataclass
@@ -146,8 +182,6 @@ class Measured:
     rejected: int
     failed: int
     http: dict[str, float]  # http_req_duration stats over every request (ms)
-    http_ours: dict[str, float]
-    http_processors: dict[str, float]
     payments: dict[str, float]  # POST /payments stats (ms)
     checks: int
     inconsistencies: int
@@ -183,22 +217,29 @@ def _totals(summary: dict[str, Any], who: str) -> dict[str, Totals]:
     return out
 
 
-def parse_summary(summary: dict[str, Any], config: dict[str, Any]) -> Measured:
-    """The handleSummary JSON of rinha.js (+ the config it ran with) → Measured."""
+def parse_summary(
+    summary: dict[str, Any], config: dict[str, Any], payments: list[Payment] | None = None
+) -> Measured:
+    """The handleSummary JSON of rinha.js + the config it ran with + the payments it logged
+    (`parse_log(...)["payments"]`) → Measured."""
+    payments = payments or []
     buckets = int(config["buckets"])
-    stats = ("p(50)", "p(90)", "p(99)", "max")
     t0 = _gauge(summary, "bench_t0_ms")
     if t0 is None:
         t0 = (summary.get("setup_data") or {}).get("t0")
+    if t0 is None and payments:
+        t0 = min(p[0] for p in payments)
+    acc, err, lat = payment_series(payments, t0 or 0.0, float(config["bucket_s"]), buckets)
+    statuses = [p[2] for p in payments]
+    accepted = sum(1 for st in statuses if 200 <= st < 300)
+    failed = statuses.count(0)
     return Measured(
-        requested=_count(summary, "bench_requested"),
-        accepted=_count(summary, "bench_accepted"),
-        rejected=_count(summary, "bench_rejected"),
-        failed=_count(summary, "bench_failed"),
+        requested=len(payments),
+        accepted=accepted,
+        rejected=len(payments) - accepted - failed,
+        failed=failed,
         http=_values(summary, "http_req_duration"),
-        http_ours=_values(summary, "http_req_duration{target:ours}"),
-        http_processors=_values(summary, "http_req_duration{target:processor}"),
-        payments=_values(summary, "bench_payment_ms"),
+        payments=trend_stats([p[1] for p in payments]),
         checks=_count(summary, "bench_checks"),
         inconsistencies=_count(summary, "bench_inconsistencies"),
         check_errors=_count(summary, "bench_check_errors"),
@@ -209,19 +250,20 @@ def parse_summary(summary: dict[str, Any], config: dict[str, Any]) -> Measured:
         processors=_totals(summary, "pp"),
         t0_ms=t0,
         bucket_s=float(config["bucket_s"]),
-        accepted_per_bucket=[
-            int(v or 0) for v in _series(summary, "bench_acc_b", buckets, "count")
-        ],
-        errors_per_bucket=[int(v or 0) for v in _series(summary, "bench_err_b", buckets, "count")],
-        latency_per_bucket={s: _series(summary, "bench_lat_b", buckets, s) for s in stats},
+        accepted_per_bucket=acc,
+        errors_per_bucket=err,
+        latency_per_bucket=lat,
         duration_ms=float(summary.get("state", {}).get("testRunDurationMs", 0.0)),
     )
 
 
-def parse_log(lines: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """`BENCH {json}` console records of a k6 JSON log → {kind: [record, ...]};
-    k6's own errors go under "k6", its first 20 warnings under "k6_warnings"."""
-    out: dict[str, list[dict[str, Any]]] = {}
+def parse_log(lines: Iterable[str]) -> dict[str, list[Any]]:
+    """Console records of a k6 JSON log → {kind: [record, ...]}: `BENCH {json}` records by their
+    kind; each payment's `P <start ms> <duration ms> <status>` line as a (start, ms, status)
+    tuple under "payments"; k6's own errors under "k6", its first 20 warnings under
+    "k6_warnings"."""
+    out: dict[str, list[Any]] = {"payments": []}
+    payments = out["payments"]
     for line in lines:
         line = line.strip()
         if not line:
@@ -231,12 +273,19 @@ def parse_log(lines: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         except ValueError:
             continue
         msg = str(entry.get("msg", ""))
-        if entry.get("source") == "console" and msg.startswith("BENCH "):
-            try:
-                rec = json.loads(msg[6:])
-            except ValueError:
-                continue
-            out.setdefault(rec.pop("kind", "?"), []).append(rec)
+        if entry.get("source") == "console":
+            if msg.startswith("P "):
+                try:
+                    _, start, ms, status = msg.split()
+                    payments.append((float(start), float(ms), int(status)))
+                except ValueError:
+                    continue
+            elif msg.startswith("BENCH "):
+                try:
+                    rec = json.loads(msg[6:])
+                except ValueError:
+                    continue
+                out.setdefault(rec.pop("kind", "?"), []).append(rec)
         elif entry.get("level") in ("error", "fatal"):
             out.setdefault("k6", []).append({"level": entry.get("level"), "msg": msg})
         elif entry.get("level") == "warning":  # mostly "Request Failed": one per timeout

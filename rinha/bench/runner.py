@@ -322,7 +322,7 @@ def _jsonable(obj: Any) -> Any:
 def build_result(
     config: dict[str, Any],
     measured: k6.Measured,
-    log: dict[str, list[dict[str, Any]]],
+    log: dict[str, list[Any]],
     usage: Usage,
     notes: list[str],
     schedule: schedules.Schedule,
@@ -360,8 +360,6 @@ def build_result(
         },
         "latency_ms": {
             "all": measured.http,
-            "ours": measured.http_ours,
-            "processors": measured.http_processors,
             "payments": measured.payments,
         },
         "consistency": {
@@ -523,9 +521,10 @@ def run(args: argparse.Namespace) -> int:
     if not summary_path.exists():
         _say(f"k6 wrote no summary (exit {code}); see {out / 'k6.out'}")
         return 1
-    measured = k6.parse_summary(json.loads(summary_path.read_text()), config)
     log_path = out / "k6.log"
     log = k6.parse_log(log_path.read_text().splitlines()) if log_path.exists() else {}
+    payments = log.pop("payments", [])
+    measured = k6.parse_summary(json.loads(summary_path.read_text()), config, payments)
     result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule)
     samples = run_.sampler.samples if run_.sampler else []
     (out / "samples.json").write_text(

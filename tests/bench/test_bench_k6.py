@@ -38,12 +38,6 @@ SUMMARY = {
     "state": {"testRunDurationMs": 63_000.5},
     "metrics": {
         "http_req_duration": _trend(**{"p(50)": 0.8, "p(99)": 1.25, "max": 30.0, "count": 120}),
-        "http_req_duration{target:ours}": _trend(**{"p(99)": 1.1}),
-        "bench_payment_ms": _trend(**{"p(99)": 1.0}),
-        "bench_requested": _counter(110),
-        "bench_accepted": _counter(100),
-        "bench_rejected": _counter(4),
-        "bench_failed": _counter(6),
         "bench_checks": _counter(6),
         "bench_inconsistencies": _counter(1),
         "bench_t0_ms": _gauge(1_700_000_000_000),
@@ -56,19 +50,25 @@ SUMMARY = {
         "bench_final_pp_default_amount": _gauge(1791.0),
         "bench_final_pp_fallback_requests": _gauge(9),
         "bench_final_pp_fallback_amount": _gauge(179.1),
-        "bench_acc_b0000": _counter(40),
-        "bench_acc_b0002": _counter(60),
-        "bench_err_b0001": _counter(10),
-        "bench_lat_b0000": _trend(**{"p(50)": 0.5, "p(99)": 0.9, "max": 1.0, "p(90)": 0.7}),
     },
 }
 
+T0 = 1_700_000_000_000
+# (start ms, duration ms, status): 40 accepted in second 0 (0.1 … 4.0 ms), 4 rejected and 6 not
+# answered in second 1, 60 accepted in second 2 (all 1 ms)
+PAYMENTS = (
+    [(T0 + 10 * i, 0.1 * (i + 1), 202) for i in range(40)]
+    + [(T0 + 1000, 2.0, 500)] * 4
+    + [(T0 + 1500, 1500.0, 0)] * 6
+    + [(T0 + 2999, 1.0, 200)] * 60
+)
+
 
 def test_parse_summary() -> None:
-    m = k6.parse_summary(SUMMARY, CONFIG)
+    m = k6.parse_summary(SUMMARY, CONFIG, PAYMENTS)
     assert (m.requested, m.accepted, m.rejected, m.failed) == (110, 100, 4, 6)
     assert m.http["p(99)"] == 1.25
-    assert m.http_ours["p(99)"] == 1.1
+    assert m.payments["count"] == 110 and m.payments["max"] == 1500.0
     assert m.checks == 6 and m.inconsistencies == 1 and m.check_errors == 0
     assert m.final_ok
     assert m.reported == {"default": Totals(90, 179_100), "fallback": Totals(8, 15_920)}
@@ -76,7 +76,10 @@ def test_parse_summary() -> None:
     assert m.t0_ms == 1_700_000_000_000
     assert m.accepted_per_bucket == [40, 0, 60]
     assert m.errors_per_bucket == [0, 10, 0]
-    assert m.latency_per_bucket["p(99)"] == [0.9, None, None]
+    assert m.latency_per_bucket["max"] == [4.0, 1500.0, 1.0]
+    assert m.latency_per_bucket["p(50)"][0] == pytest.approx(2.05)
+    assert m.latency_per_bucket["p(99)"][0] == pytest.approx(3.961)
+    assert m.latency_per_bucket["p(90)"][2] == 1.0
     inp = m.score_input()
     assert inp.p99_ms == 1.25 and inp.requested == 110 and inp.inconsistencies == 1
 
@@ -84,7 +87,17 @@ def test_parse_summary() -> None:
 def test_parse_summary_of_an_aborted_run() -> None:
     m = k6.parse_summary({"metrics": {}, "setup_data": {"t0": 5}}, CONFIG)
     assert m.requested == 0 and not m.final_ok and m.t0_ms == 5
+    assert m.accepted_per_bucket == [0, 0, 0] and m.payments == {}
+    assert m.latency_per_bucket["p(99)"] == [None, None, None]
     assert m.reported == {"default": Totals(), "fallback": Totals()}
+
+
+def test_percentile_is_k6s() -> None:
+    assert k6.percentile([1.0], 99) == 1.0
+    assert k6.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert k6.percentile([0.0, 10.0], 99) == pytest.approx(9.9)
+    s = k6.trend_stats([3.0, 1.0, 2.0])
+    assert s["med"] == 2.0 and s["min"] == 1.0 and s["avg"] == 2.0 and s["count"] == 3
 
 
 def test_parse_log() -> None:
@@ -102,6 +115,9 @@ def test_parse_log() -> None:
         json.dumps({"level": "warning", "msg": "Request Failed", "error": "timeout"}),
         json.dumps({"level": "error", "msg": "test aborted: x"}),
         json.dumps({"level": "info", "msg": "hello", "source": "console"}),
+        json.dumps({"level": "info", "msg": "P 1700000000123 0.85 202", "source": "console"}),
+        json.dumps({"level": "info", "msg": "P 1700000000124 1500 0", "source": "console"}),
+        json.dumps({"level": "info", "msg": "P garbage", "source": "console"}),
         "not json",
         "",
     ]
@@ -110,6 +126,7 @@ def test_parse_log() -> None:
     assert log["phase"] == [{"index": 1}]
     assert log["k6"] == [{"level": "error", "msg": "test aborted: x"}]
     assert log["k6_warnings"] == [{"msg": "Request Failed", "error": "timeout"}]
+    assert log["payments"] == [(1700000000123.0, 0.85, 202), (1700000000124.0, 1500.0, 0)]
 
 
 def test_bucket_layout() -> None:
@@ -163,7 +180,7 @@ def test_parse_duration_rejects(text: str) -> None:
 
 
 def test_result_and_text() -> None:
-    m = k6.parse_summary(SUMMARY, CONFIG)
+    m = k6.parse_summary(SUMMARY, CONFIG, PAYMENTS)
     log = {
         "check": [
             {

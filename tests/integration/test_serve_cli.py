@@ -67,3 +67,28 @@ async def test_help_lists_every_setting():
 
     for _, env, _, _ in SETTINGS:
         assert env in out.decode()
+
+
+# `rinha serve` in a process where the compiled module cannot be imported
+WITHOUT_EXTENSION = ("import sys; sys.modules['rinha._fast'] = None; "
+                     "from rinha.__main__ import main; sys.exit(main(['serve']))")
+
+
+async def test_refuses_to_start_without_the_compiled_module(tmp_path):
+    sock = str(tmp_path / "api.sock")
+    env = {k: v for k, v in os.environ.items() if k != "RINHA_NO_EXTENSIONS"}
+    env["RINHA_BIND"] = f"unix:{sock}"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WITHOUT_EXTENSION, env=env, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2, err.decode()
+    assert "not compiled" in err.decode() and "RINHA_NO_EXTENSIONS=1" in err.decode()
+
+    env["RINHA_NO_EXTENSIONS"] = "1"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WITHOUT_EXTENSION, env=env, stderr=asyncio.subprocess.PIPE)
+    await wait_for_socket(sock, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    assert "implementation=reference" in err.decode()
