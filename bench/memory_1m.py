@@ -1,8 +1,10 @@
 """Resident memory of one instance after N payments (default 1,000,000) went all the way through.
 
 Starts two emulated processors and one `rinha serve`, pushes N payments through
-POST /payments (pipelined, several connections), waits until every one is processed, and
-prints the instance's VmRSS / VmHWM (peak) from /proc, with the ledger size from /metrics.
+POST /payments (pipelined, several connections) no faster than they are processed (each
+sender waits while the backlog is above --max-backlog: the steady state of a service that
+keeps up, not a queue of a million), waits until every one is processed, and prints the
+instance's VmRSS / VmHWM (peak) from /proc, with the ledger size from /metrics.
 
     python bench/memory_1m.py [-n 1000000] [--connections 4] [--pipeline 64]
 """
@@ -45,11 +47,14 @@ def metrics(path: str) -> dict[str, float]:
     return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in body.splitlines())}
 
 
-def push(path: str, count: int, pipeline: int) -> None:
+def push(path: str, count: int, pipeline: int, max_backlog: int) -> None:
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(path)
         sent = 0
         while sent < count:
+            if sent % (pipeline * 16) == 0:
+                while metrics(path)["rinha_backlog"] > max_backlog:
+                    time.sleep(0.01)
             batch = min(pipeline, count - sent)
             parts = []
             for _ in range(batch):
@@ -70,6 +75,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1_000_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--pipeline", type=int, default=64)
+    parser.add_argument("--max-backlog", type=int, default=5_000)
     args = parser.parse_args()
     ports = [free_port(), free_port()]
     procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
@@ -88,8 +94,8 @@ def main() -> None:
         rss_start = status_kb(server.pid, "VmRSS")
         started = time.monotonic()
         share = args.n // args.connections
-        threads = [threading.Thread(target=push, args=(sock, share, args.pipeline))
-                   for _ in range(args.connections)]
+        push_args = (sock, share, args.pipeline, args.max_backlog)
+        threads = [threading.Thread(target=push, args=push_args) for _ in range(args.connections)]
         for t in threads:
             t.start()
         for t in threads:
@@ -106,7 +112,7 @@ def main() -> None:
         print(f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
               f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
               f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB")
-    finally:
+    finally:  # (Ctrl-C reaches here; a plain SIGTERM would orphan the children)
         for proc in reversed(procs):
             proc.terminate()
             proc.wait(30)

@@ -134,7 +134,7 @@ class HttpPool:
                 _, conn = await loop.create_unix_connection(_Connection, self.address.unix_path)
             else:
                 _, conn = await loop.create_connection(
-                    _Connection, self.address.host, self.address.port)
+                    _Connection, self.address.host or "", self.address.port or 0)
         except OSError as exc:
             raise ConnectFailed(f"cannot connect to {self.address}: {exc}") from exc
         return conn

@@ -1,4 +1,4 @@
-"""`rinha serve`: one instance on uvloop — listen, run the dispatcher and health turns, stop cleanly."""
+"""`rinha serve`: one instance on uvloop: listen, dispatch, take health turns, stop cleanly."""
 
 from __future__ import annotations
 
@@ -74,6 +74,11 @@ async def stop(app, server, tasks, drain_s: float | None = None) -> int:  # type
 
 
 async def serve(config: Config) -> int:
+    # signal handlers first: a SIGTERM that arrives while starting must still stop cleanly
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     app, server, tasks = await start(config)
     # Long-lived start-up objects never need collecting again; payments are acyclic and
     # freed by reference counting, so the cyclic GC can run rarely (it stalls the loop).
@@ -83,10 +88,6 @@ async def serve(config: Config) -> int:
     log.info("listening bind=%s implementation=%s peers=%d instance_id=%d default=%s "
              "fallback=%s", config.bind, app.fast.IMPLEMENTATION, len(config.peers),
              config.instance_id, config.default_url, config.fallback_url)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     log.info("stopping: backlog=%d in_flight=%d", app.dispatcher.backlog, app.dispatcher.in_flight)
     left = await stop(app, server, tasks)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rinha.config import Config, SETTINGS, help_table
+from rinha.config import SETTINGS, Config, help_table
 from rinha.dispatcher import MAX_PROBES, choose_processor
 from rinha.processors import DEFAULT, FALLBACK, Processor
 
