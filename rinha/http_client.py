@@ -167,10 +167,6 @@ class HttpPool:
             conn.close()
         return result
 
-    @property
-    def idle_connections(self) -> int:
-        return len(self._idle)
-
     def close(self) -> None:
         for conn in self._idle:
             conn.close()

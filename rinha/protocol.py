@@ -28,7 +28,7 @@ _CLOSE = object()  # in `pending`: close the connection here
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("app", "transport", "parser", "url", "body", "header_bytes", "body_bytes",
-                 "too_large", "pending", "closing", "paused")
+                 "pending", "closing", "paused")
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -38,7 +38,6 @@ class HttpProtocol(asyncio.Protocol):
         self.body: list[bytes] = []
         self.header_bytes = 0
         self.body_bytes = 0
-        self.too_large = False
         # answers waiting for an earlier awaitable one: bytes, or a Future of bytes
         self.pending: deque[Any] = deque()
         self.closing = False

@@ -11,7 +11,7 @@ import orjson
 from .app import App
 from .cluster import PeerError, encode_counts
 from .errors import InvalidPayment, InvalidTimestamp
-from .processors import DEFAULT, FALLBACK, now_ms
+from .processors import now_ms
 
 log = logging.getLogger("rinha.routes")
 
@@ -171,5 +171,4 @@ METHOD_NOT_ALLOWED = {
     for path, h in ROUTES.items()
 }
 
-__all__ = ["ROUTES", "METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error",
-           "DEFAULT", "FALLBACK"]
+__all__ = ["ROUTES", "METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error"]
