@@ -3,6 +3,7 @@ when RINHA_NO_EXTENSIONS=1. Import the API from here, never from either module d
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import TYPE_CHECKING
 
@@ -33,37 +34,17 @@ if TYPE_CHECKING:  # both modules have the same API; type-check against the stub
         parse_payment,
         payment_body,
     )
-elif os.environ.get("RINHA_NO_EXTENSIONS", "") not in ("", "0"):
-    from rinha._reference import (
-        MAX_CENTS,
-        MAX_MS,
-        MIN_MS,
-        IdSet,
-        Ledger,
-        iso_to_ms,
-        ms_to_iso,
-        parse_payment,
-        payment_body,
-    )
-
-    IMPLEMENTATION = "reference"
 else:
-    try:
-        from rinha._fast import (
-            MAX_CENTS,
-            MAX_MS,
-            MIN_MS,
-            IdSet,
-            Ledger,
-            iso_to_ms,
-            ms_to_iso,
-            parse_payment,
-            payment_body,
-        )
-    except ImportError as exc:
-        raise ImportError(
-            "rinha._fast is not compiled: run `pip install .` (or `pip install -e .`), "
-            "or set RINHA_NO_EXTENSIONS=1 to use the pure-Python reference"
-        ) from exc
-
-    IMPLEMENTATION = "compiled"
+    if os.environ.get("RINHA_NO_EXTENSIONS", "") not in ("", "0"):
+        _implementation = importlib.import_module("rinha._reference")
+        IMPLEMENTATION = "reference"
+    else:
+        try:
+            _implementation = importlib.import_module("rinha._fast")
+        except ImportError as exc:
+            raise ImportError(
+                "rinha._fast is not compiled: run `pip install .` (or `pip install -e .`), "
+                "or set RINHA_NO_EXTENSIONS=1 to use the pure-Python reference"
+            ) from exc
+        IMPLEMENTATION = "compiled"
+    globals().update({name: getattr(_implementation, name) for name in __all__[1:]})
