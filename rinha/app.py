@@ -61,6 +61,7 @@ class App:
             f"rinha_processor_duplicates_total {d.processor_duplicates}",
             f"rinha_dropped_total {d.dropped}",
             f"rinha_retries_total {d.retries}",
+            f"rinha_settled_total {d.settled}",
             f"rinha_backlog {d.backlog}",
             f"rinha_in_flight {d.in_flight}",
             f"rinha_ledger_entries {len(self.ledgers[0]) + len(self.ledgers[1])}",

@@ -32,6 +32,9 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "how long payments wait for default to come back before spilling to fallback"),
     ("last_resort_ms", "RINHA_LAST_RESORT_MS", "30000",
      "after this long with no usable processor, send to a slow one rather than hold"),
+    ("settle_after_ms", "RINHA_SETTLE_AFTER_MS", "30000",
+     "a payment pinned to a processor (outcome unknown) that stays unusable this long is "
+     "looked up there (GET /payments/{id}) and, if absent, freed to go elsewhere"),
     ("retry_min_ms", "RINHA_RETRY_MIN_MS", "20",
      "first back-off after a failed call; doubles up to RINHA_RETRY_MAX_MS"),
     ("retry_max_ms", "RINHA_RETRY_MAX_MS", "250",
@@ -67,6 +70,7 @@ class Config:
     slow_ms: int = 1_200
     hold_ms: int = 15_000
     last_resort_ms: int = 30_000
+    settle_after_ms: int = 30_000
     retry_min_ms: int = 20
     retry_max_ms: int = 250
     health_interval_ms: int = 5_100

@@ -6,7 +6,11 @@ Invariants:
 - once an attempt's outcome is unknown (timeout, connection lost after sending) the payment is
   *pinned* to that processor and retried there with the identical body (same `requestedAt`),
   so a 2xx or a 422 on the retry both mean "stored under that `requestedAt`";
-- a 422 on a payment never sent before is a client duplicate: nothing to record.
+- a 422 on a payment never sent before is a client duplicate: nothing to record;
+- a pinned payment whose processor stays unusable for RINHA_SETTLE_AFTER_MS after the unknown
+  attempt is settled by asking that processor (`GET /payments/{id}`, which answers even while
+  it fails): found -> recorded under that attempt's `requestedAt`; not found -> unpinned, free
+  to go anywhere (the attempt is long dead), so that nothing waits forever on one processor.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import asyncio
 import itertools
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from .config import Config
-from .http_client import ConnectFailed, OutcomeUnknown
+from .http_client import ConnectFailed, OutcomeUnknown, build_request
 from .processors import DEFAULT, FALLBACK, Processor, now_ms
 
 log = logging.getLogger("rinha.dispatcher")
@@ -97,6 +102,7 @@ class Dispatcher:
         self.retries = 0
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
         self.dropped = 0  # rejected by a processor for good (4xx other than 422/429)
+        self.settled = 0  # pinned payments settled by asking the processor
         self._tasks: set[asyncio.Task[None]] = set()
         self._call_ids = itertools.count()
         self._timeout_s = config.call_timeout_ms / 1000
@@ -152,7 +158,11 @@ class Dispatcher:
             queue = self.pinned[p.index]
             while queue and budget and self.in_flight < config.max_in_flight and (
                     p.ok or may_probe(p, now, config)):
-                self._launch(queue.popleft(), p, now)
+                payment = queue.popleft()
+                if not p.ok and now - payment.requested_at_ms >= config.settle_after_ms:
+                    self._launch(payment, p, now, self._settle(payment, p))
+                else:
+                    self._launch(payment, p, now)
                 budget -= 1
         fresh = self.fresh
         while fresh and budget:
@@ -171,12 +181,14 @@ class Dispatcher:
                           for p in self.processors)
             self._wake(max(soonest - now, config.retry_min_ms) / 1000)
 
-    def _launch(self, payment: Payment, p: Processor, now: int) -> None:
+    def _launch(self, payment: Payment, p: Processor, now: int,
+                call: Coroutine[Any, Any, None] | None = None) -> None:
+        """Start `call` (default: a payment attempt) as one of the calls in flight."""
         if not p.ok:
             p.last_probe_ms = now
         self.in_flight += 1
         p.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._attempt(payment, p))
+        task = asyncio.get_running_loop().create_task(call or self._attempt(payment, p))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -226,6 +238,35 @@ class Dispatcher:
             self.dropped += 1
             log.error("processor %s refused payment %s for good with HTTP %d",
                       p.name, payment.correlation_id, status)
+        self._wake()
+
+    async def _settle(self, payment: Payment, p: Processor) -> None:
+        """Was the pinned payment's unknown attempt stored? Ask the processor."""
+        request = build_request("GET", f"/payments/{payment.correlation_id}", p.pool.address)
+        status = 0
+        try:
+            status, _ = await p.pool.request(request, self._timeout_s)
+        except (ConnectFailed, OutcomeUnknown):
+            pass
+        finally:
+            self.in_flight -= 1
+            p.in_flight -= 1
+        if status == 200:
+            self.ledgers[p.index].add(payment.requested_at_ms, payment.cents)
+            p.processed += 1
+            self.settled += 1
+            log.info("settled payment %s: stored by %s at %d", payment.correlation_id,
+                     p.name, payment.requested_at_ms)
+        elif status == 404:
+            payment.pinned = UNPINNED
+            self.settled += 1
+            self._requeue(payment)
+            log.info("settled payment %s: never stored by %s, free to retry anywhere",
+                     payment.correlation_id, p.name)
+        else:
+            p.observe(now_ms(), now_ms(), False, self.config.slow_ms, self.config.retry_min_ms,
+                      self.config.retry_max_ms)
+            self._requeue(payment)
         self._wake()
 
     def _requeue(self, payment: Payment) -> None:

@@ -145,3 +145,31 @@ async def test_health_turns_are_shared(stack):
     await asyncio.sleep(1.5)
     for instance in (a, b):
         assert instance.app.processors[1].health_min_ms == 2_000, "health result not shared"
+
+
+async def test_pinned_payment_stored_then_processor_down_is_settled_by_lookup(stack):
+    # first attempts time out but are stored; then default fails for good: the pinned
+    # payments are looked up (GET /payments/{id}) and recorded where they were stored
+    await stack.start_instances(2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500,
+                                slow_ms=100_000)
+    await stack.configure(stack.default, delay=600)
+    await post_many(stack, 30)
+    await asyncio.sleep(0.9)  # every first attempt stored by now
+    await stack.configure(stack.default, failure=True)
+    await stack.wait_settled(timeout_s=20)
+    default, fallback = await stack.check_consistent()
+    assert default[0] == 30 and fallback == (0, 0)
+    assert sum(i.app.dispatcher.settled for i in stack.instances) == 30
+
+
+async def test_pinned_payment_never_stored_is_freed_to_fallback(stack):
+    # default answers 500 only after longer than our timeout: outcomes unknown, nothing
+    # stored; once settled by lookup (404) the payments may go to fallback
+    await stack.start_instances(2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500,
+                                slow_ms=100_000)
+    await stack.configure(stack.default, delay=600, failure=True)
+    await post_many(stack, 30)
+    await stack.wait_settled(timeout_s=20)
+    default, fallback = await stack.check_consistent()
+    assert default == (0, 0) and fallback[0] == 30
+    assert stack.default.state.payments == 0
