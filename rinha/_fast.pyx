@@ -20,7 +20,24 @@ from cpython.unicode cimport (
 from libc.stdint cimport INT64_MAX, int64_t, uint64_t
 from libc.string cimport memcmp, memcpy, memmove, memset
 
-from rinha.errors import InvalidPayment, InvalidTimestamp
+from rinha.errors import (
+    InvalidPayment,
+    InvalidTimestamp,
+    R_UTF8,
+    R_JSON,
+    R_TRAILING,
+    R_NOT_OBJECT,
+    R_ID_MISSING,
+    R_ID_DUPLICATE,
+    R_ID_TYPE,
+    R_ID_UUID,
+    R_AMOUNT_MISSING,
+    R_AMOUNT_DUPLICATE,
+    R_AMOUNT_TYPE,
+    R_AMOUNT_SIGN,
+    R_AMOUNT_LARGE,
+    R_AMOUNT_ZERO,
+)
 
 __all__ = [
     "MAX_CENTS",
@@ -51,22 +68,6 @@ cdef int64_t _DAYS_0001 = -719162  # days from 1970-01-01 back to 0001-01-01
 MAX_CENTS = _MAX_CENTS
 MIN_MS = _MIN_MS
 MAX_MS = _MAX_MS
-
-# InvalidPayment reasons: the very same strings as in _reference.py
-R_UTF8 = "invalid JSON: body is not UTF-8"
-R_JSON = "invalid JSON"
-R_TRAILING = "invalid JSON: trailing data after the value"
-R_NOT_OBJECT = "body must be a JSON object"
-R_ID_MISSING = "missing correlationId"
-R_ID_DUPLICATE = "duplicate key correlationId"
-R_ID_TYPE = "correlationId must be a string"
-R_ID_UUID = "correlationId must be a UUID (8-4-4-4-12 hex digits)"
-R_AMOUNT_MISSING = "missing amount"
-R_AMOUNT_DUPLICATE = "duplicate key amount"
-R_AMOUNT_TYPE = "amount must be a JSON number"
-R_AMOUNT_SIGN = "amount must be a positive number"
-R_AMOUNT_LARGE = "amount too large (max 100000000000.00)"
-R_AMOUNT_ZERO = "amount rounds to 0.00"
 
 # hex digit value of each byte, -1 if none
 cdef signed char _HEX[256]

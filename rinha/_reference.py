@@ -14,7 +14,24 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 
-from rinha.errors import InvalidPayment, InvalidTimestamp
+from rinha.errors import (
+    R_AMOUNT_DUPLICATE,
+    R_AMOUNT_LARGE,
+    R_AMOUNT_MISSING,
+    R_AMOUNT_SIGN,
+    R_AMOUNT_TYPE,
+    R_AMOUNT_ZERO,
+    R_ID_DUPLICATE,
+    R_ID_MISSING,
+    R_ID_TYPE,
+    R_ID_UUID,
+    R_JSON,
+    R_NOT_OBJECT,
+    R_TRAILING,
+    R_UTF8,
+    InvalidPayment,
+    InvalidTimestamp,
+)
 
 __all__ = [
     "MAX_CENTS",
@@ -47,23 +64,6 @@ _ISO = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1)
 _EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
-
-# InvalidPayment reasons (the compiled module uses the very same strings)
-R_UTF8 = "invalid JSON: body is not UTF-8"
-R_JSON = "invalid JSON"
-R_TRAILING = "invalid JSON: trailing data after the value"
-R_NOT_OBJECT = "body must be a JSON object"
-R_ID_MISSING = "missing correlationId"
-R_ID_DUPLICATE = "duplicate key correlationId"
-R_ID_TYPE = "correlationId must be a string"
-R_ID_UUID = "correlationId must be a UUID (8-4-4-4-12 hex digits)"
-R_AMOUNT_MISSING = "missing amount"
-R_AMOUNT_DUPLICATE = "duplicate key amount"
-R_AMOUNT_TYPE = "amount must be a JSON number"
-R_AMOUNT_SIGN = "amount must be a positive number"
-R_AMOUNT_LARGE = "amount too large (max 100000000000.00)"
-R_AMOUNT_ZERO = "amount rounds to 0.00"
-
 
 # -- POST /payments body ------------------------------------------------------------------------
 
