@@ -49,9 +49,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rinha.emulator.app import RunningProcessor
+    from rinha.emulator.app import RunningProcessor, start_processor
 
-__all__ = ["add_parser", "run", "start_processor"]
+__all__ = ["RunningProcessor", "add_parser", "run", "start_processor"]
 
 
 def _fee(text: str) -> Decimal:
@@ -121,31 +121,10 @@ def run(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-async def start_processor(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    fee: float | str | Decimal = 0.05,
-    token: str = "123",
-    rate_limit_seconds: float = 5.0,
-    delay_ms: int = 0,
-    failure: bool = False,
-    concurrency_limit: int = 800,
-    concurrency_queue: int = 500,
-    shutdown_timeout: float = 1.0,
-) -> RunningProcessor:
-    """Start an emulator on the running loop; see the module docstring."""
-    from rinha.emulator import app
+def __getattr__(name: str) -> Any:
+    """`start_processor` and `RunningProcessor` load aiohttp: import them on first use."""
+    if name in ("start_processor", "RunningProcessor"):
+        from rinha.emulator import app
 
-    return await app.start_processor(
-        host,
-        port,
-        fee=fee,
-        token=token,
-        rate_limit_seconds=rate_limit_seconds,
-        delay_ms=delay_ms,
-        failure=failure,
-        concurrency_limit=concurrency_limit,
-        concurrency_queue=concurrency_queue,
-        shutdown_timeout=shutdown_timeout,
-    )
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
