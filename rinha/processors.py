@@ -70,17 +70,19 @@ class Processor:
                 return now - started
         return 0
 
+    def _health_speaks(self, now: int) -> bool:
+        """No real outcome for 2 s, and a health report newer than the last one."""
+        return now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms
+
     def effective_latency_ms(self, now: int) -> float:
         """What a new call would take, as far as we know (ms)."""
         latency = max(self.latency_ms, float(self.oldest_call_age_ms(now)))
-        if now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms:
+        if self._health_speaks(now):
             latency = max(latency, float(self.health_min_ms))
         return latency
 
     def is_failing(self, now: int) -> bool:
-        if now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms:
-            return self.health_failing
-        return self.failing
+        return self.health_failing if self._health_speaks(now) else self.failing
 
     def usable(self, now: int, slow_ms: int) -> bool:
         return not self.is_failing(now) and self.effective_latency_ms(now) <= slow_ms

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -222,58 +223,50 @@ class _Handler:
         )
         return _json(body.encode())
 
-    async def _config_body(self, request: web.BaseRequest, key: str) -> Any:
-        """The value of `key` in a JSON object body; InvalidValue if unreadable."""
+    async def _config_value(self, request: web.BaseRequest, key: str,
+                            valid: Callable[[Any], bool], message: str) -> Any:
+        """The valid value of `key` in a JSON object body, or the error response to send."""
         if not _is_json(request):
-            raise _UnsupportedMediaType
-        obj = _load_json(await request.read())
+            return _status(415)
+        try:
+            obj = _load_json(await request.read())
+        except InvalidValue as exc:
+            return _bad_request(str(exc))
         if not isinstance(obj, dict) or key not in obj:
-            raise InvalidValue(f"body must be a JSON object with {key!r}")
+            return _bad_request(f"body must be a JSON object with {key!r}")
+        if not valid(obj[key]):
+            return _bad_request(message)
         return obj[key]
 
     async def _set_token(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            token = await self._config_body(request, "token")
-            if not isinstance(token, str):
-                raise InvalidValue("token must be a string")
-        except _UnsupportedMediaType:
-            return _status(415)
-        except InvalidValue as exc:
-            return _bad_request(str(exc))
+        token = await self._config_value(request, "token", lambda v: isinstance(v, str),
+                                         "token must be a string")
+        if isinstance(token, web.StreamResponse):
+            return token
         self.state.token = token
         return _status(204)
 
     async def _set_delay(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            delay = await self._config_body(request, "delay")
-            if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
-                raise InvalidValue("delay must be a non-negative integer (ms)")
-        except _UnsupportedMediaType:
-            return _status(415)
-        except InvalidValue as exc:
-            return _bad_request(str(exc))
+        delay = await self._config_value(
+            request, "delay",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "delay must be a non-negative integer (ms)")
+        if isinstance(delay, web.StreamResponse):
+            return delay
         was, self.state.delay_ms = self.state.delay_ms, delay
         return _json(orjson.dumps({"config": "delay", "was": was, "is": delay}))
 
     async def _set_failure(self, request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            failure = await self._config_body(request, "failure")
-            if not isinstance(failure, bool):
-                raise InvalidValue("failure must be a boolean")
-        except _UnsupportedMediaType:
-            return _status(415)
-        except InvalidValue as exc:
-            return _bad_request(str(exc))
+        failure = await self._config_value(request, "failure", lambda v: isinstance(v, bool),
+                                           "failure must be a boolean")
+        if isinstance(failure, web.StreamResponse):
+            return failure
         was, self.state.failure = self.state.failure, failure
         return _json(orjson.dumps({"config": "failure", "was": was, "is": failure}))
 
     async def _purge(self, request: web.BaseRequest) -> web.StreamResponse:
         self.state.store.clear()
         return _json(_PURGED)
-
-
-class _UnsupportedMediaType(Exception):
-    """A JSON body sent without a JSON Content-Type (HTTP 415)."""
 
 
 class RunningProcessor:
