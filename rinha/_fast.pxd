@@ -21,12 +21,15 @@ cdef class Ledger:
 
 @cython.final
 cdef class IdSet:
-    # open addressing, linear probing over 64-bit fingerprints; 0 marks an empty slot
-    cdef uint64_t* _slots
+    # ordered linear probing over 64-bit fingerprints (see _fast.pyx); 0 marks an empty slot
+    cdef uint64_t* _slots  # _size slots, ascending among the non-empty ones
     cdef Py_ssize_t _len
-    cdef Py_ssize_t _cap  # a power of two
+    cdef Py_ssize_t _cap  # home slots
+    cdef Py_ssize_t _size  # slots: _cap + at least _IDSET_SLACK, for the runs past the last home
 
-    cdef int _rehash(self, Py_ssize_t cap) except -1
+    cdef int _grow(self, Py_ssize_t cap) except -1
+    cdef int _extend(self) except -1
+    cdef Py_ssize_t _find(self, uint64_t fp) noexcept
     cdef int add_fp(self, uint64_t fp) except -1
     cdef bint contains_fp(self, uint64_t fp) noexcept
     cdef bint discard_fp(self, uint64_t fp) noexcept

@@ -67,6 +67,10 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(item, asyncio.Future):
                 item.cancel()
         self.pending.clear()
+        # break the protocol <-> parser and protocol <-> transport cycles: freed now by
+        # reference counting, not whenever the (frozen, high-threshold) GC next runs
+        self.transport = None
+        self.parser = None  # type: ignore[assignment]
 
     def pause_writing(self) -> None:  # the client is not reading its answers: stop reading
         self.paused = True
