@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from .config import Config
@@ -110,6 +110,7 @@ class Dispatcher:
         self._pump_timer: asyncio.TimerHandle | None = None
         self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ intake
     def submit(self, correlation_id: str, cents: int) -> None:
@@ -134,6 +135,8 @@ class Dispatcher:
         arrive: every processor answer wakes this process, and fewer, grouped wake-ups
         leave the event loop free for the clients (measured: p99 through Nginx 2.2 -> 1.3 ms).
         """
+        if self._closed:
+            return
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -160,7 +163,7 @@ class Dispatcher:
                     p.ok or may_probe(p, now, config)):
                 payment = queue.popleft()
                 if not p.ok and now - payment.requested_at_ms >= config.settle_after_ms:
-                    self._launch(payment, p, now, self._settle(payment, p))
+                    self._launch_settle(payment, p)
                 else:
                     self._launch(payment, p, now)
                 budget -= 1
@@ -181,39 +184,36 @@ class Dispatcher:
                           for p in self.processors)
             self._wake(max(soonest - now, config.retry_min_ms) / 1000)
 
-    def _launch(self, payment: Payment, p: Processor, now: int,
-                call: Coroutine[Any, Any, None] | None = None) -> None:
-        """Start `call` (default: a payment attempt) as one of the calls in flight."""
+    def _launch(self, payment: Payment, p: Processor, now: int) -> None:
+        """Send one payment attempt; `_attempt_done` gets its outcome."""
         if not p.ok:
             p.last_probe_ms = now
         self.in_flight += 1
         p.in_flight += 1
-        task = asyncio.get_running_loop().create_task(call or self._attempt(payment, p))
+        if payment.pinned == p.index:
+            requested_at, body = payment.requested_at_ms, payment.body
+        else:
+            requested_at = now
+            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
+        call_id = next(self._call_ids)
+        p.call_starts[call_id] = now
+        p.pool.send(p.payment_request(body), self._timeout_s,
+                    partial(self._attempt_done, payment, p, requested_at, body, call_id))
+
+    def _launch_settle(self, payment: Payment, p: Processor) -> None:
+        self.in_flight += 1
+        p.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._settle(payment, p))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ one call
-    async def _attempt(self, payment: Payment, p: Processor) -> None:
-        if payment.pinned == p.index:
-            requested_at, body = payment.requested_at_ms, payment.body
-        else:
-            requested_at = now_ms()
-            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
-        call_id = next(self._call_ids)
-        started = now_ms()
-        p.call_starts[call_id] = started
-        status = 0
-        unknown = False
-        try:
-            status, _ = await p.pool.request(p.payment_request(body), self._timeout_s)
-        except OutcomeUnknown:
-            unknown = True
-        except ConnectFailed:
-            pass
-        finally:
-            del p.call_starts[call_id]
-            self.in_flight -= 1
-            p.in_flight -= 1
+    def _attempt_done(self, payment: Payment, p: Processor, requested_at: int, body: bytes,
+                      call_id: int, status: int, _answer: bytes,
+                      error: ConnectionError | None) -> None:
+        started = p.call_starts.pop(call_id)  # epoch ms sent
+        self.in_flight -= 1
+        p.in_flight -= 1
         now = now_ms()
         config = self.config
         if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
@@ -227,7 +227,7 @@ class Dispatcher:
         elif status == 429:  # the processor's queue is full: nothing happened, come back soon
             self._requeue(payment)
         elif status >= 500 or status == 0:
-            if unknown:
+            if isinstance(error, OutcomeUnknown):  # it may have been stored: pin it there
                 payment.pinned = p.index
                 payment.requested_at_ms = requested_at
                 payment.body = body
@@ -289,7 +289,9 @@ class Dispatcher:
         return left
 
     async def close(self) -> None:
-        """Stop pumping and cancel the calls still in flight."""
+        """Stop pumping and cancel the settle lookups still out (payment attempts still out
+        fail when their processor's pool is closed: see App.close)."""
+        self._closed = True
         if self._pump_timer is not None:
             self._pump_timer.cancel()
             self._pump_timer = None

@@ -8,6 +8,7 @@ per connection at a time (no pipelining: a slow answer must not hold up the next
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httptools
@@ -58,15 +59,22 @@ def build_request(method: str, path: str, address: Address, body: bytes = b"",
     return head.encode("latin-1") + body
 
 
+# done(status, body, error): the answer (error None), or (0, b"", ConnectFailed | OutcomeUnknown)
+Done = Callable[[int, bytes, "ConnectionError | None"], None]
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; `request()` returns a future of (status, body)."""
+    """One keep-alive connection carrying one request at a time; the answer, or the failure,
+    goes to that request's `done` callback, and the connection back to its pool."""
 
-    __slots__ = ("transport", "parser", "waiter", "body", "closed", "keep_alive")
+    __slots__ = ("pool", "transport", "parser", "done", "timer", "body", "closed", "keep_alive")
 
-    def __init__(self) -> None:
+    def __init__(self, pool: HttpPool) -> None:
+        self.pool: HttpPool | None = pool
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.done: Done | None = None  # the request waiting for its answer
+        self.timer: asyncio.TimerHandle | None = None
         self.body: list[bytes] = []
         self.closed = False
         self.keep_alive = True
@@ -79,95 +87,143 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(OutcomeUnknown(f"bad response: {exc}"))
-            self.close()
+            self.fail(OutcomeUnknown(f"bad response: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail(OutcomeUnknown("connection lost before the answer"))
+        self.fail(OutcomeUnknown("connection lost before the answer"))
+        # break the cycles (parser and transport call back into us): freed by reference
+        # counting, not whenever the GC next runs
+        self.transport = None
+        self.parser = None  # type: ignore[assignment]
+        self.pool = None
 
     # httptools callbacks
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
-        waiter, self.waiter = self.waiter, None
-        body = b"".join(self.body)
+        done, self.done = self.done, None
+        if done is None:  # an answer nobody asked for: the stream is out of step
+            self.fail(OutcomeUnknown("unexpected answer"))
+            return
+        assert self.timer is not None
+        self.timer.cancel()
+        self.timer = None
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self.body.clear()
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.parser.get_status_code(), body))
+        status = self.parser.get_status_code()
+        if self.parser.should_keep_alive() and self.pool is not None:
+            self.pool.release(self)
+        else:
+            self.close()
+        done(status, body, None)
 
     # used by the pool
-    def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
-        assert self.transport is not None and self.waiter is None
-        self.waiter = asyncio.get_running_loop().create_future()
+    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
+        assert self.transport is not None and self.done is None
+        self.done = done
+        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out)
         self.transport.write(data)
-        return self.waiter
 
-    def timed_out(self) -> None:
-        self._fail(OutcomeUnknown("no answer in time"))
+    def _timed_out(self) -> None:
+        self.timer = None
+        self.fail(OutcomeUnknown("no answer in time"))
+
+    def fail(self, exc: ConnectionError) -> None:
+        """The request out (if any) fails with exc; this connection is done for."""
         self.close()
-
-    def _fail(self, exc: Exception) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+        done, self.done = self.done, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if done is not None:
+            done(0, b"", exc)
 
     def close(self) -> None:
         self.closed = True
+        if self.pool is not None:
+            self.pool.forget(self)
         if self.transport is not None:
             self.transport.abort()
 
 
 class HttpPool:
-    """Keep-alive connections to one address; at most one request per connection."""
+    """Keep-alive connections to one address; at most one request per connection.
+
+    `send()` is the call path of the dispatcher: no coroutine, Task or Future per call, just
+    the request write, a timer and the `done` callback. `request()` is the awaitable form.
+    """
 
     def __init__(self, address: Address | str) -> None:
         self.address = Address.parse(address) if isinstance(address, str) else address
-        self._idle: list[_Connection] = []
+        self._idle: list[_Connection] = []  # open, no request out
+        self._open: set[_Connection] = set()  # every open connection, idle or busy
+        self._connecting: set[asyncio.Task[None]] = set()
 
-    async def _connect(self) -> _Connection:
+    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
+        """Send prebuilt request bytes; `done` is called later (never from within send)
+        with the answer, or with ConnectFailed (nothing sent) / OutcomeUnknown (sent, no
+        complete answer in timeout_s)."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.send(data, timeout_s, done)
+                return
+        task = asyncio.get_running_loop().create_task(self._connect_and_send(data, timeout_s, done))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_and_send(self, data: bytes, timeout_s: float, done: Done) -> None:
         loop = asyncio.get_running_loop()
         try:
-            if self.address.unix_path:
-                _, conn = await loop.create_unix_connection(_Connection, self.address.unix_path)
-            else:
-                _, conn = await loop.create_connection(
-                    _Connection, self.address.host or "", self.address.port or 0)
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {self.address}: {exc}") from exc
-        return conn
+            async with asyncio.timeout(timeout_s):
+                if self.address.unix_path:
+                    _, conn = await loop.create_unix_connection(
+                        lambda: _Connection(self), self.address.unix_path)
+                else:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self), self.address.host or "", self.address.port or 0)
+        except (OSError, TimeoutError) as exc:
+            done(0, b"", ConnectFailed(f"cannot connect to {self.address}: {exc!r}"))
+            return
+        except asyncio.CancelledError:
+            done(0, b"", ConnectFailed(f"connecting to {self.address} was cancelled"))
+            raise
+        self._open.add(conn)
+        conn.send(data, timeout_s, done)
+
+    def release(self, conn: _Connection) -> None:
+        """conn's answer is in and it stays open: ready for the next request."""
+        self._idle.append(conn)
+
+    def forget(self, conn: _Connection) -> None:
+        self._open.discard(conn)
 
     async def request(self, data: bytes, timeout_s: float) -> tuple[int, bytes]:
         """Send prebuilt request bytes; (status, body).
 
         Raises ConnectFailed (nothing sent) or OutcomeUnknown (sent, no answer).
         """
-        conn = None
-        while self._idle:
-            candidate = self._idle.pop()
-            if not candidate.closed:
-                conn = candidate
-                break
-        if conn is None:
-            conn = await self._connect()
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout_s, conn.timed_out)
-        try:
-            result = await conn.request(data)
-        except BaseException:
-            conn.close()
-            raise
-        finally:
-            timer.cancel()
-        if conn.keep_alive and not conn.closed:
-            self._idle.append(conn)
-        else:
-            conn.close()
-        return result
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+
+        def done(status: int, body: bytes, error: ConnectionError | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result((status, body))
+            else:
+                future.set_exception(error)
+
+        self.send(data, timeout_s, done)
+        return await future
 
     def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
+        """Close every connection; requests still out fail at once with OutcomeUnknown
+        (those still connecting, with ConnectFailed, when their task is cancelled)."""
+        for task in self._connecting:
+            task.cancel()
         self._idle.clear()
+        for conn in list(self._open):
+            conn.fail(OutcomeUnknown("connection closed by us"))

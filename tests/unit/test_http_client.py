@@ -1,0 +1,205 @@
+"""The keep-alive client against a real socket server whose behaviour each test scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from rinha.http_client import (
+    Address,
+    ConnectFailed,
+    HttpPool,
+    OutcomeUnknown,
+    _Connection,
+    build_request,
+)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+class Server:
+    """A TCP server on loopback; counts the connections it accepted."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Server:
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return "http://127.0.0.1:%d" % self.server.sockets[0].getsockname()[1]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")  # our test requests have no body
+
+
+async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+
+
+def get(pool: HttpPool) -> bytes:
+    return build_request("GET", "/x", pool.address)
+
+
+async def test_answers_and_reuses_the_connection():
+    async with Server(answer_each) as server:
+        pool = HttpPool(server.url)
+        for _ in range(3):
+            assert await pool.request(get(pool), 1.0) == (200, b"hello")
+        assert server.connections == 1
+        pool.close()
+
+
+async def test_connection_close_answer_is_not_reused():
+    async def answer_and_close(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+
+    async with Server(answer_and_close) as server:
+        pool = HttpPool(server.url)
+        assert await pool.request(get(pool), 1.0) == (204, b"")
+        assert await pool.request(get(pool), 1.0) == (204, b"")
+        assert server.connections == 2
+        pool.close()
+
+
+async def test_no_answer_in_time_is_unknown_and_the_connection_is_dropped():
+    calls = 0
+
+    async def silent_first(reader, writer):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await read_request(reader)
+            await reader.read()  # never answers; returns at EOF when the client gives up
+            return
+        await answer_each(reader, writer)
+
+    async with Server(silent_first) as server:
+        pool = HttpPool(server.url)
+        with pytest.raises(OutcomeUnknown, match="no answer in time"):
+            await pool.request(get(pool), 0.05)
+        assert await pool.request(get(pool), 1.0) == (200, b"hello")
+        assert server.connections == 2  # the timed-out connection was not reused
+        pool.close()
+
+
+async def test_connection_lost_mid_answer_is_unknown():
+    async def half_answer(reader, writer):
+        await read_request(reader)
+        writer.write(OK[:-2])
+        await writer.drain()
+
+    async with Server(half_answer) as server:
+        pool = HttpPool(server.url)
+        with pytest.raises(OutcomeUnknown, match="connection lost"):
+            await pool.request(get(pool), 1.0)
+        pool.close()
+
+
+async def test_refused_connection_is_connect_failed_and_never_synchronous():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    outcomes: list[tuple[int, bytes, object]] = []
+    pool.send(get(pool), 1.0, lambda *outcome: outcomes.append(outcome))
+    assert outcomes == []  # the callback never runs inside send()
+    with pytest.raises(ConnectFailed):
+        await pool.request(get(pool), 1.0)
+    assert len(outcomes) == 1 and isinstance(outcomes[0][2], ConnectFailed)
+
+
+async def test_close_fails_the_requests_out_at_once():
+    async def never_answer(reader, writer):
+        await reader.read()
+
+    async with Server(never_answer) as server:
+        pool = HttpPool(server.url)
+        warm = asyncio.ensure_future(pool.request(get(pool), 5.0))
+        while not pool._open:  # connected and sent
+            await asyncio.sleep(0.01)
+        outcomes: list[tuple[int, bytes, object]] = []
+        pool.close()
+        with pytest.raises(OutcomeUnknown, match="closed by us"):
+            await warm
+        pool.send(get(pool), 5.0, lambda *outcome: outcomes.append(outcome))  # reconnects
+        await asyncio.sleep(0.05)
+        pool.close()
+        assert [type(error) for _, _, error in outcomes] == [OutcomeUnknown]
+
+
+async def test_unexpected_answer_drops_the_connection():
+    async def answer_twice(reader, writer):
+        await read_request(reader)
+        writer.write(OK + OK)  # the second answer belongs to no request
+        await writer.drain()
+        await reader.read()
+
+    async with Server(answer_twice) as server:
+        pool = HttpPool(server.url)
+        assert await pool.request(get(pool), 1.0) == (200, b"hello")
+        await asyncio.sleep(0.05)
+        assert pool._open == set() and all(c.closed for c in pool._idle)
+        pool.close()
+
+
+async def test_closed_connections_are_freed_without_the_gc():
+    async def answer_and_close(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    def live() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is _Connection)
+
+    async with Server(answer_and_close) as server:
+        pool = HttpPool(server.url)
+        gc.collect()
+        gc.disable()
+        try:
+            before = live()
+            for _ in range(10):
+                assert await pool.request(get(pool), 1.0) == (200, b"")
+            await asyncio.sleep(0.05)  # connection_lost callbacks
+            assert live() == before
+        finally:
+            gc.enable()
+        pool.close()
+
+
+def test_address_forms():
+    assert Address.parse("unix:/tmp/a.sock").unix_path == "/tmp/a.sock"
+    assert Address.parse("http://h:81/") == Address("h", 81, None)
+    assert str(Address.parse("h:81")) == "http://h:81"
+    for bad in ("unix:", "http://h", "h:x", ":80"):
+        with pytest.raises(ValueError):
+            Address.parse(bad)
