@@ -81,6 +81,27 @@ class _Run:
         self.profile_path: Path | None = None
         self._spy_log: Any = None
         self.k6_usage: tuple[float, int] | None = None  # (CPU seconds, peak RSS bytes)
+        self.cpu_at_start: dict[int, float] = {}  # backend pid -> CPU seconds when k6 started
+
+    def mark_cpu(self) -> None:
+        self.cpu_at_start = {pid: u[0] for pid in self.pids if (u := _proc_usage(pid))}
+
+    def cpu_split(self) -> str | None:
+        """CPU seconds each backend process used since mark_cpu(): which hop costs what."""
+        nginx = 0.0
+        instances: list[float] = []
+        for pid, start in self.cpu_at_start.items():
+            usage = _proc_usage(pid)
+            if usage is None:
+                return None  # one is gone: a partial split would mislead
+            if _is_instance(pid):
+                instances.append(usage[0] - start)
+            else:
+                nginx += usage[0] - start
+        if not instances:
+            return None
+        return (f"backend CPU by process: nginx {nginx:.1f} s, instances "
+                + " + ".join(f"{c:.1f}" for c in instances) + " s")
 
     # -- the backend ---------------------------------------------------------------------
 
@@ -492,6 +513,7 @@ def run(args: argparse.Namespace) -> int:
             run_.start_profiler(out)
         if run_.cgroup is not None:
             run_.cgroup.reset_cpu()
+        run_.mark_cpu()
         _say(
             f"k6 against {url}: schedule {load.schedule.name}, "
             + (
@@ -505,6 +527,8 @@ def run(args: argparse.Namespace) -> int:
             k6.command(k6_bin, str(out / "config.json"), str(out / "k6.log")), out, load.total_s + 5
         )
         run_.stop_profiler()
+        if (split := run_.cpu_split()) is not None:
+            run_.notes.append(split)
         if run_.k6_usage is not None:
             cpu, hwm = run_.k6_usage
             run_.notes.append(f"k6 used {cpu:.1f} CPU-s and {hwm / 2**20:.0f} MB (same machine)")

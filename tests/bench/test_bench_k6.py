@@ -147,7 +147,9 @@ def test_load_config() -> None:
     short = k6.LoadConfig("u", "d", "f", sched, "s", duration_s=15).to_json()
     assert short["checks"] == 6 and short["check_interval_s"] == 2.5
     rate = k6.LoadConfig("u", "d", "f", sched, "s", mode="rate", rate=200, duration_s=100).to_json()
-    assert rate["max_vus"] == 370 and rate["pre_vus"] == 20
+    assert rate["max_vus"] == 370 and rate["pre_vus"] == 10
+    stress = k6.LoadConfig("u", "d", "f", sched, "s", mode="rate", rate=3000).to_json()
+    assert stress["pre_vus"] == 100 and stress["max_vus"] == 5410
     assert rate["summary_window_s"] == 110
 
 

@@ -53,3 +53,35 @@ def test_join_wrapper(tmp_path: Path) -> None:
     assert os.access(script, os.X_OK)
     always = cg.join_wrapper(tmp_path / "n.sh", "/usr/sbin/nginx").read_text()
     assert "case" not in always
+
+
+def test_cpu_split_names_nginx_and_each_instance() -> None:
+    import argparse
+    import subprocess
+    import sys
+    import time
+
+    from rinha.bench.runner import _Run
+
+    spin = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n" \
+           "time.sleep(30)"
+    # argv like `python -m rinha serve` (an instance) and like anything else (nginx's side)
+    instance = subprocess.Popen([sys.executable, "-c", spin.format(s=0.3), "rinha", "serve"])
+    other = subprocess.Popen([sys.executable, "-c", spin.format(s=0.1)])
+    try:
+        run = _Run(argparse.Namespace())
+        run.pids = [instance.pid, other.pid]
+        run.mark_cpu()
+        time.sleep(1.0)  # both spin after the mark
+        split = run.cpu_split()
+        assert split is not None and split.startswith("backend CPU by process: nginx ")
+        nginx_s = float(split.split("nginx ")[1].split(" s")[0])
+        instance_s = float(split.split("instances ")[1].split(" s")[0])
+        assert 0.0 <= nginx_s <= 0.2 and 0.1 <= instance_s <= 0.4
+        other.kill()
+        other.wait()
+        assert run.cpu_split() is None  # a process gone: no partial split
+    finally:
+        for proc in (instance, other):
+            proc.kill()
+            proc.wait()
