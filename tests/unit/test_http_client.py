@@ -50,7 +50,7 @@ class Server:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return "http://127.0.0.1:%d" % self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -62,6 +62,17 @@ async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         await read_request(reader)
         writer.write(OK)
         await writer.drain()
+
+
+def answer_once(response: bytes) -> Handler:
+    """A handler that answers one request with `response` (which closes the connection)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(response)
+        await writer.drain()
+
+    return handler
 
 
 def get(pool: HttpPool) -> bytes:
@@ -78,12 +89,8 @@ async def test_answers_and_reuses_the_connection():
 
 
 async def test_connection_close_answer_is_not_reused():
-    async def answer_and_close(reader, writer):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-
-    async with Server(answer_and_close) as server:
+    async with Server(answer_once(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                      ) as server:
         pool = HttpPool(server.url)
         assert await pool.request(get(pool), 1.0) == (204, b"")
         assert await pool.request(get(pool), 1.0) == (204, b"")
@@ -113,12 +120,7 @@ async def test_no_answer_in_time_is_unknown_and_the_connection_is_dropped():
 
 
 async def test_connection_lost_mid_answer_is_unknown():
-    async def half_answer(reader, writer):
-        await read_request(reader)
-        writer.write(OK[:-2])
-        await writer.drain()
-
-    async with Server(half_answer) as server:
+    async with Server(answer_once(OK[:-2])) as server:
         pool = HttpPool(server.url)
         with pytest.raises(OutcomeUnknown, match="connection lost"):
             await pool.request(get(pool), 1.0)
@@ -173,15 +175,11 @@ async def test_unexpected_answer_drops_the_connection():
 
 
 async def test_closed_connections_are_freed_without_the_gc():
-    async def answer_and_close(reader, writer):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-        await writer.drain()
-
     def live() -> int:
         return sum(1 for o in gc.get_objects() if type(o) is _Connection)
 
-    async with Server(answer_and_close) as server:
+    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    async with Server(answer_once(closing)) as server:
         pool = HttpPool(server.url)
         gc.collect()
         gc.disable()
