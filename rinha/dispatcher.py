@@ -103,7 +103,7 @@ class Dispatcher:
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
         self.dropped = 0  # rejected by a processor for good (4xx other than 422/429)
         self.settled = 0  # pinned payments settled by asking the processor
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # settle lookups out (rare: awaited)
         self._call_ids = itertools.count()
         self._timeout_s = config.call_timeout_ms / 1000
         self._tick_s = config.dispatch_tick_ms / 1000
