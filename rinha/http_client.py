@@ -122,9 +122,15 @@ class _Connection(asyncio.Protocol):
     # used by the pool
     def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         assert self.transport is not None and self.done is None
+        loop = asyncio.get_running_loop()
         self.done = done
-        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timed_out)
-        self.transport.write(data)
+        self.timer = loop.call_later(timeout_s, self._timed_out)
+        try:
+            self.transport.write(data)
+        except Exception as exc:  # closed under us (e.g. the server's FIN, not yet delivered)
+            # the outcome is unknown by the letter (a part may have left); fail on the next
+            # loop turn: `done` never runs inside send()
+            loop.call_soon(self.fail, OutcomeUnknown(f"write failed: {exc!r}"))
 
     def _timed_out(self) -> None:
         self.timer = None
@@ -168,7 +174,7 @@ class HttpPool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
                 conn.send(data, timeout_s, done)
                 return
         task = asyncio.get_running_loop().create_task(self._connect_and_send(data, timeout_s, done))

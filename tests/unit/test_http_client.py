@@ -201,3 +201,40 @@ def test_address_forms():
     for bad in ("unix:", "http://h", "h:x", ":80"):
         with pytest.raises(ValueError):
             Address.parse(bad)
+
+
+async def test_a_write_that_fails_is_unknown_and_never_synchronous():
+    class ClosedUnderUs(asyncio.Transport):
+        def write(self, data: bytes) -> None:  # type: ignore[override]
+            raise RuntimeError("unable to perform operation: the handler is closed")
+
+        def is_closing(self) -> bool:  # the close has not been noticed yet
+            return False
+
+        def abort(self) -> None:
+            pass
+
+    pool = HttpPool("http://127.0.0.1:9")
+    conn = _Connection(pool)
+    conn.connection_made(ClosedUnderUs())
+    pool._open.add(conn)
+    pool.release(conn)
+    outcomes: list[tuple[int, bytes, object]] = []
+    pool.send(get(pool), 1.0, lambda *outcome: outcomes.append(outcome))
+    assert outcomes == []
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(outcomes) == 1 and isinstance(outcomes[0][2], OutcomeUnknown)
+    assert conn.closed and pool._open == set()
+
+
+async def test_an_idle_connection_already_closing_is_not_used():
+    async with Server(answer_each) as server:
+        pool = HttpPool(server.url)
+        assert await pool.request(get(pool), 1.0) == (200, b"hello")
+        (idle,) = pool._idle
+        assert idle.transport is not None
+        idle.transport.close()  # closing, connection_lost not delivered yet
+        assert await pool.request(get(pool), 1.0) == (200, b"hello")
+        assert server.connections == 2
+        pool.close()
