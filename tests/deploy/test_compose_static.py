@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,38 @@ def test_dockerfile_shape() -> None:
     assert re.search(r'^CMD \["rinha", "serve"\]$', text, re.M)
     ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert "*" in ignore and "!rinha" in ignore and "!pyproject.toml" in ignore
+
+
+def in_docker_context(path: str, patterns: list[str]) -> bool:
+    """Does `path` (relative to the context) survive .dockerignore? The last pattern that
+    matches the path or one of its parent directories decides; `**/` matches at any depth."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for pattern in patterns:
+        keep = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if pattern.startswith("**/"):
+            hit = any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts)
+        else:
+            hit = any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes)
+        if hit:
+            included = keep
+    return included
+
+
+def test_the_docker_build_context_has_what_pip_install_needs() -> None:
+    # the image is built by `pip install .` from this context: a file it reads that the
+    # context leaves out fails the build (the data files did, once)
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = ["pyproject.toml", "setup.py", "README.md", "rinha/_fast.pyx", "rinha/_fast.pxd"]
+    for files in project["tool"]["setuptools"].get("data-files", {}).values():
+        needed += files
+    for path in needed:
+        assert (ROOT / path).is_file(), path
+        assert in_docker_context(path, patterns), f"{path} is left out by .dockerignore"
+    for left_out in ("tests/conftest.py", "rinha/__pycache__/x.pyc", "rinha/_fast.c", "bench"):
+        assert not in_docker_context(left_out, patterns), left_out
+
