@@ -197,6 +197,10 @@ class HttpPool:
         except asyncio.CancelledError:
             done(0, b"", ConnectFailed(f"connecting to {self.address} was cancelled"))
             raise
+        if conn.closed or conn.transport is None or conn.transport.is_closing():
+            # lost between the connect and this task's turn: nothing was written
+            done(0, b"", ConnectFailed(f"connection to {self.address} closed before use"))
+            return
         self._open.add(conn)
         conn.send(data, timeout_s, done)
 

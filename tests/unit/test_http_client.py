@@ -238,3 +238,27 @@ async def test_an_idle_connection_already_closing_is_not_used():
         assert await pool.request(get(pool), 1.0) == (200, b"hello")
         assert server.connections == 2
         pool.close()
+
+
+async def test_a_connection_lost_before_its_first_request_is_connect_failed():
+    async def close_at_once(reader, writer):
+        writer.transport.abort()  # RST before the client writes anything
+
+    async with Server(close_at_once) as server:
+        pool = HttpPool(server.url)
+        real_connect = asyncio.get_running_loop().create_connection
+
+        async def slow_connect(*args, **kwargs):  # let the RST arrive before our task resumes
+            result = await real_connect(*args, **kwargs)
+            await asyncio.sleep(0.05)
+            return result
+
+        asyncio.get_running_loop().create_connection = slow_connect  # type: ignore[method-assign]
+        try:
+            with pytest.raises(ConnectFailed, match="closed before use"):
+                # bounded: a request whose outcome is never reported would hang here
+                await asyncio.wait_for(pool.request(get(pool), 1.0), 3.0)
+        finally:
+            del asyncio.get_running_loop().create_connection
+        assert pool._open == set()
+        pool.close()
