@@ -21,11 +21,7 @@ import threading
 import time
 import uuid
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rinha.stack import free_port
 
 
 def status_kb(pid: int, field: str) -> int:

@@ -19,11 +19,7 @@ import tempfile
 import time
 import uuid
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from rinha.stack import free_port
 
 
 def wait_connect(family: int, address: object, timeout: float = 10.0) -> socket.socket:

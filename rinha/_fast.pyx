@@ -942,6 +942,14 @@ cdef bint _fingerprint(object correlation_id, uint64_t* fp) except -1:
     return True
 
 
+cdef uint64_t _fingerprint_of(object correlation_id) except 0:
+    """Fingerprint of a canonical UUID str; ValueError (TypeError) if it is not one (a str)."""
+    cdef uint64_t fp
+    if not _fingerprint(correlation_id, &fp):
+        raise ValueError(f"not a canonical UUID: {correlation_id!r}")
+    return fp
+
+
 cdef inline Py_ssize_t _home(uint64_t fp, Py_ssize_t cap) noexcept nogil:
     """Home slot of fp in a table of cap (< 2**32) slots: non-decreasing in fp."""
     return <Py_ssize_t>(((fp >> 32) * <uint64_t>cap) >> 32)
@@ -1054,16 +1062,10 @@ cdef class IdSet:
         return True
 
     def add(self, correlation_id):
-        cdef uint64_t fp
-        if not _fingerprint(correlation_id, &fp):
-            raise ValueError(f"not a canonical UUID: {correlation_id!r}")
-        return self.add_fp(fp) == 1
+        return self.add_fp(_fingerprint_of(correlation_id)) == 1
 
     def discard(self, correlation_id):
-        cdef uint64_t fp
-        if not _fingerprint(correlation_id, &fp):
-            raise ValueError(f"not a canonical UUID: {correlation_id!r}")
-        self.discard_fp(fp)
+        self.discard_fp(_fingerprint_of(correlation_id))
 
     def __contains__(self, correlation_id):
         cdef uint64_t fp
@@ -1078,8 +1080,7 @@ cdef class IdSet:
         self._len = 0
         try:
             self._grow(_IDSET_INITIAL)  # frees the old table
-        except MemoryError:
-            self._slots = old
+        except MemoryError:  # the old table is still ours: empty it instead
             self._size = old_size
             memset(old, 0, old_size * sizeof(uint64_t))
 

@@ -16,7 +16,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import deque
 from functools import partial
@@ -98,13 +97,11 @@ class Dispatcher:
         self._payment_body = payment_body  # rinha.fast.payment_body
         self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor
         self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
-        self.in_flight = 0
         self.retries = 0
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
         self.dropped = 0  # rejected by a processor for good (4xx other than 422/429)
         self.settled = 0  # pinned payments settled by asking the processor
         self._tasks: set[asyncio.Task[None]] = set()  # settle lookups out (rare: awaited)
-        self._call_ids = itertools.count()
         self._timeout_s = config.call_timeout_ms / 1000
         self._tick_s = config.dispatch_tick_ms / 1000
         self._pump_timer: asyncio.TimerHandle | None = None
@@ -116,6 +113,12 @@ class Dispatcher:
     def submit(self, correlation_id: str, cents: int) -> None:
         self.fresh.append(Payment(correlation_id, cents))
         self._wake()
+
+    @property
+    def in_flight(self) -> int:
+        """Calls out now: payment attempts and settle lookups, to either processor."""
+        d, f = self.processors
+        return d.in_flight + f.in_flight
 
     @property
     def backlog(self) -> int:
@@ -188,20 +191,17 @@ class Dispatcher:
         """Send one payment attempt; `_attempt_done` gets its outcome."""
         if not p.ok:
             p.last_probe_ms = now
-        self.in_flight += 1
         p.in_flight += 1
         if payment.pinned == p.index:
             requested_at, body = payment.requested_at_ms, payment.body
         else:
             requested_at = now
             body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
-        call_id = next(self._call_ids)
-        p.call_starts[call_id] = now
+        p.call_starts[payment] = now  # a payment has one attempt out at most
         p.pool.send(p.payment_request(body), self._timeout_s,
-                    partial(self._attempt_done, payment, p, requested_at, body, call_id))
+                    partial(self._attempt_done, payment, p, requested_at, body))
 
     def _launch_settle(self, payment: Payment, p: Processor) -> None:
-        self.in_flight += 1
         p.in_flight += 1
         task = asyncio.get_running_loop().create_task(self._settle(payment, p))
         self._tasks.add(task)
@@ -209,21 +209,18 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ one call
     def _attempt_done(self, payment: Payment, p: Processor, requested_at: int, body: bytes,
-                      call_id: int, status: int, _answer: bytes,
-                      error: ConnectionError | None) -> None:
-        started = p.call_starts.pop(call_id)  # epoch ms sent
-        self.in_flight -= 1
+                      status: int, _answer: bytes, error: ConnectionError | None) -> None:
+        started = p.call_starts.pop(payment)  # epoch ms sent
         p.in_flight -= 1
         now = now_ms()
-        config = self.config
         if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
             # stored by this call, or (422) by the earlier unknown one: same requestedAt
             self.ledgers[p.index].add(requested_at, payment.cents)
             p.processed += 1
-            p.observe(now, started, True, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
+            self._observe(p, now, started, True)
         elif status == 422:
             self.processor_duplicates += 1
-            p.observe(now, started, True, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
+            self._observe(p, now, started, True)
         elif status == 429:  # the processor's queue is full: nothing happened, come back soon
             self._requeue(payment)
         elif status >= 500 or status == 0:
@@ -231,8 +228,7 @@ class Dispatcher:
                 payment.pinned = p.index
                 payment.requested_at_ms = requested_at
                 payment.body = body
-            p.observe(now, started, False, config.slow_ms, config.retry_min_ms,
-                      config.retry_max_ms)
+            self._observe(p, now, started, False)
             self._requeue(payment)
         else:
             self.dropped += 1
@@ -249,7 +245,6 @@ class Dispatcher:
         except (ConnectFailed, OutcomeUnknown):
             pass
         finally:
-            self.in_flight -= 1
             p.in_flight -= 1
         if status == 200:
             self.ledgers[p.index].add(payment.requested_at_ms, payment.cents)
@@ -264,10 +259,14 @@ class Dispatcher:
             log.info("settled payment %s: never stored by %s, free to retry anywhere",
                      payment.correlation_id, p.name)
         else:
-            p.observe(now_ms(), now_ms(), False, self.config.slow_ms, self.config.retry_min_ms,
-                      self.config.retry_max_ms)
+            now = now_ms()
+            self._observe(p, now, now, False)
             self._requeue(payment)
         self._wake()
+
+    def _observe(self, p: Processor, now: int, sent_ms: int, ok: bool) -> None:
+        config = self.config
+        p.observe(now, sent_ms, ok, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
 
     def _requeue(self, payment: Payment) -> None:
         self.retries += 1
@@ -278,15 +277,13 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ shutdown
     async def drain(self, timeout_s: float) -> int:
-        """Wait for the queue and the calls in flight to finish, then stop; return what
-        was left unsettled."""
+        """Wait for the queue and the calls in flight to finish; return what was left
+        unsettled (the caller then stops everything with App.close)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (self.backlog or self.in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        left = self.backlog + self.in_flight
-        await self.close()
-        return left
+        return self.backlog + self.in_flight
 
     async def close(self) -> None:
         """Stop pumping and cancel the settle lookups still out (payment attempts still out

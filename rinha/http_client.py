@@ -120,6 +120,11 @@ class _Connection(asyncio.Protocol):
         done(status, body, None)
 
     # used by the pool
+    @property
+    def writable(self) -> bool:
+        """Open, and not closing under us (a FIN read whose connection_lost is still due)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         assert self.transport is not None and self.done is None
         loop = asyncio.get_running_loop()
@@ -174,7 +179,7 @@ class HttpPool:
         idle = self._idle
         while idle:
             conn = idle.pop()
-            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+            if conn.writable:
                 conn.send(data, timeout_s, done)
                 return
         task = asyncio.get_running_loop().create_task(self._connect_and_send(data, timeout_s, done))
@@ -197,7 +202,7 @@ class HttpPool:
         except asyncio.CancelledError:
             done(0, b"", ConnectFailed(f"connecting to {self.address} was cancelled"))
             raise
-        if conn.closed or conn.transport is None or conn.transport.is_closing():
+        if not conn.writable:
             # lost between the connect and this task's turn: nothing was written
             done(0, b"", ConnectFailed(f"connection to {self.address} closed before use"))
             return

@@ -49,7 +49,8 @@ class Processor:
         self.health_min_ms = 0
         self.health_at_ms = 0
         self.in_flight = 0
-        self.call_starts: dict[int, int] = {}  # call id -> epoch ms sent; insertion ordered
+        # payment attempt out -> epoch ms sent (keyed by the Payment; insertion ordered)
+        self.call_starts: dict[object, int] = {}
         self.next_probe_ms = 0  # epoch ms before which a failing processor is not retried
         self.backoff_ms = 0
         self.processed = 0

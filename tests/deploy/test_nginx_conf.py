@@ -131,17 +131,22 @@ def test_docker_entrypoint_needs_upstreams(tmp_path: Path) -> None:
     assert "RINHA_UPSTREAMS" in res.stderr
 
 
-def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
+def nginx_test(tmp_path: Path, config: str) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on `config`, with tmp_path as the prefix (temp dirs under tmp_path/temp)."""
     nginx = nginx_or_skip()
     (tmp_path / "temp").mkdir()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(render(tmp_path, user="root" if os.geteuid() == 0 else None), encoding="utf-8")
-    res = subprocess.run(
+    conf.write_text(config, encoding="utf-8")
+    return subprocess.run(
         [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
+    res = nginx_test(tmp_path, render(tmp_path, user="root" if os.geteuid() == 0 else None))
     assert res.returncode == 0, res.stderr
     assert "test is successful" in res.stderr
     assert "[warn]" not in res.stderr, res.stderr
@@ -149,14 +154,5 @@ def test_nginx_accepts_the_rendered_config(tmp_path: Path) -> None:
 
 def test_nginx_accepts_the_docker_rendered_config(tmp_path: Path) -> None:
     """The config the Docker entrypoint writes (no `user`, listen on all addresses)."""
-    nginx = nginx_or_skip()
-    (tmp_path / "temp").mkdir()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(render(tmp_path, listen="9999"), encoding="utf-8")
-    res = subprocess.run(
-        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    res = nginx_test(tmp_path, render(tmp_path, listen="9999"))
     assert res.returncode == 0, res.stderr
