@@ -234,7 +234,8 @@ class Dispatcher:
             self.dropped += 1
             log.error("processor %s refused payment %s for good with HTTP %d",
                       p.name, payment.correlation_id, status)
-        self._wake()
+        if self.backlog:  # something waits for this call's slot or evidence: pump next tick
+            self._wake()
 
     async def _settle(self, payment: Payment, p: Processor) -> None:
         """Was the pinned payment's unknown attempt stored? Ask the processor."""
