@@ -378,6 +378,7 @@ def build_result(
             "accepted": measured.accepted,
             "rejected": measured.rejected,
             "failed": measured.failed,
+            "unlogged": measured.unlogged,
         },
         "latency_ms": {
             "all": measured.http,
@@ -435,7 +436,8 @@ def report_text(result: dict[str, Any]) -> str:
         f"  POST /pay    p50 {_ms(lat['payments'].get('p(50)'))}"
         f"   p99 {_ms(lat['payments'].get('p(99)'))}   max {_ms(lat['payments'].get('max'))}",
         f"payments       requested {r['requested']}   accepted {r['accepted']}"
-        f"   rejected {r['rejected']}   no answer {r['failed']}",
+        f"   rejected {r['rejected']}   no answer {r['failed']}"
+        + (f"   NOT LOGGED {r['unlogged']} (counts incomplete)" if r.get("unlogged") else ""),
         f"reported       {s['reported_requests']}   lag {s['lag']}"
         f"   fallback share {_pct(s['fallback_share'])}",
         f"consistency    {c['inconsistencies']} inconsistent of {c['checks']} checks"
@@ -566,4 +568,8 @@ def run(args: argparse.Namespace) -> int:
         except ImportError as exc:
             _say(f"no plot ({exc}): pip install '.[bench]'")
     print(f"results        {out}")
+    if measured.unlogged:
+        _say(f"{measured.unlogged} payments are missing from k6's log: the counts, lag and "
+             "score above are not valid")
+        return 1
     return 0 if code in (0, 99) else 1

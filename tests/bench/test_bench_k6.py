@@ -84,9 +84,22 @@ def test_parse_summary() -> None:
     assert inp.p99_ms == 1.25 and inp.requested == 110 and inp.inconsistencies == 1
 
 
+def test_payments_missing_from_the_log_are_counted() -> None:
+    # k6 sent 120 requests, 10 of them not payments: 110 payments, all 110 logged
+    metrics = dict(SUMMARY["metrics"], http_reqs=_counter(120), bench_other_requests=_counter(10))
+    summary = dict(SUMMARY, metrics=metrics)
+    assert k6.parse_summary(summary, CONFIG, PAYMENTS).unlogged == 0
+    # a VU's buffer never logged: 7 payments short
+    m = k6.parse_summary(summary, CONFIG, PAYMENTS[:-7])
+    assert m.unlogged == 7 and m.requested == 103
+    r = build_result(CONFIG, m, {}, Usage(), [], schedules.get("healthy", 3))
+    assert r["requests"]["unlogged"] == 7
+    assert "NOT LOGGED 7 (counts incomplete)" in report_text(r)
+
+
 def test_parse_summary_of_an_aborted_run() -> None:
     m = k6.parse_summary({"metrics": {}, "setup_data": {"t0": 5}}, CONFIG)
-    assert m.requested == 0 and not m.final_ok and m.t0_ms == 5
+    assert m.requested == 0 and not m.final_ok and m.t0_ms == 5 and m.unlogged == 0
     assert m.accepted_per_bucket == [0, 0, 0] and m.payments == {}
     assert m.latency_per_bucket["p(99)"] == [None, None, None]
     assert m.reported == {"default": Totals(), "fallback": Totals()}
@@ -118,6 +131,12 @@ def test_parse_log() -> None:
         json.dumps({"level": "info", "msg": "P 1700000000123 0.85 202", "source": "console"}),
         json.dumps({"level": "info", "msg": "P 1700000000124 1500 0", "source": "console"}),
         json.dumps({"level": "info", "msg": "P garbage", "source": "console"}),
+        json.dumps(
+            {"level": "info", "msg": "P 1700000000200 0.5 202 1700000000300 0.7 409",
+             "source": "console"}
+        ),
+        json.dumps({"level": "info", "msg": "P 1700000000400 0.5 202 17", "source": "console"}),
+        json.dumps({"level": "info", "msg": "P 1700000000500 x 202", "source": "console"}),
         "not json",
         "",
     ]
@@ -126,7 +145,13 @@ def test_parse_log() -> None:
     assert log["phase"] == [{"index": 1}]
     assert log["k6"] == [{"level": "error", "msg": "test aborted: x"}]
     assert log["k6_warnings"] == [{"msg": "Request Failed", "error": "timeout"}]
-    assert log["payments"] == [(1700000000123.0, 0.85, 202), (1700000000124.0, 1500.0, 0)]
+    # a batched line gives each of its payments; a line with a torn or bad triple gives none
+    assert log["payments"] == [
+        (1700000000123.0, 0.85, 202),
+        (1700000000124.0, 1500.0, 0),
+        (1700000000200.0, 0.5, 202),
+        (1700000000300.0, 0.7, 409),
+    ]
 
 
 def test_bucket_layout() -> None:
@@ -151,6 +176,9 @@ def test_load_config() -> None:
     stress = k6.LoadConfig("u", "d", "f", sched, "s", mode="rate", rate=3000).to_json()
     assert stress["pre_vus"] == 100 and stress["max_vus"] == 5410
     assert rate["summary_window_s"] == 110
+    # payments are logged 20 to a line, and each at once in the last 5 s
+    assert c["log_batch"] == 20 and c["log_each_from_ms"] == 55_000
+    assert short["log_each_from_ms"] == 10_000 and rate["log_each_from_ms"] == 95_000
 
 
 def test_command_points_at_the_packaged_script() -> None:
