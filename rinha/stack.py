@@ -81,6 +81,8 @@ class StackConfig:
     python: str = sys.executable
     nginx: str | None = None  # None: find_nginx()
     env: dict[str, str] = field(default_factory=dict)  # extra env for the instances
+    # what each instance runs, after the python binary (`rinha bench --floor`: a no-op)
+    instance_args: tuple[str, ...] = ("-m", "rinha", "serve")
     ready_timeout: float = 30.0  # s, for the whole start
     stop_timeout: float = 5.0  # s per stage before SIGKILL
 
@@ -340,7 +342,7 @@ class Stack:
                 RINHA_DEFAULT_URL=default_url,
                 RINHA_FALLBACK_URL=fallback_url,
             )
-            cmd = [cfg.python, "-m", "rinha", "serve"]
+            cmd = [cfg.python, *cfg.instance_args]
             self._created.append(path)
             instance_children.append(self._spawn(f"api{i + 1}", "instance", cmd, env))
         for child, path in zip(instance_children, sockets, strict=True):

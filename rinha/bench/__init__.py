@@ -93,6 +93,12 @@ def add_parser(subparsers: Any) -> None:
         "--fallback-port", type=int, default=8002, help="fallback emulator port (default: 8002)"
     )
     stack.add_argument("--instances", type=int, default=2, help="service instances (default: 2)")
+    stack.add_argument(
+        "--floor",
+        action="store_true",
+        help="run no-op upstreams (rinha.bench.noop) instead of the instances: the latency "
+        "floor of this machine, Nginx and k6 scenario (score and consistency meaningless)",
+    )
 
     ext = p.add_argument_group("a stack already running")
     ext.add_argument("--url", help="our API, e.g. http://127.0.0.1:9999")

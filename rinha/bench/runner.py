@@ -50,6 +50,9 @@ def _proc_usage(pid: int) -> tuple[float, int] | None:
     return cpu, hwm
 
 
+FLOOR_MODULE = "rinha.bench.noop"
+
+
 def _is_instance(pid: int) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -125,6 +128,8 @@ class _Run:
     def start_stack(self, out: Path) -> tuple[str, str, str, list[str], list[int]]:
         a = self.args
         if a.url:
+            if a.floor:
+                raise SystemExit("rinha bench: --floor starts its own stack (no --url)")
             if not (a.default_url and a.fallback_url):
                 raise SystemExit("rinha bench: --url needs --default-url and --fallback-url")
             return (
@@ -143,11 +148,19 @@ class _Run:
             fallback_port=a.fallback_port,
             log_dir=str(out / "logs"),
         )
+        instance = "rinha serve"
+        if a.floor:
+            config.instance_args = ("-m", FLOOR_MODULE, "serve")
+            instance = f"{FLOOR_MODULE} serve"
+            self.notes.append(
+                f"floor run: each instance was a no-op upstream ({FLOOR_MODULE}); only the"
+                " latency and the CPU mean anything"
+            )
         if self.cgroup is not None:
             # born inside the group, so that all their memory is charged to it
             config.python = str(
                 self.cgroup.join_wrapper(
-                    out / "python-in-cgroup.sh", config.python, only_if="rinha serve"
+                    out / "python-in-cgroup.sh", config.python, only_if=instance
                 )
             )
             config.nginx = str(self.cgroup.join_wrapper(out / "nginx-in-cgroup.sh", find_nginx()))

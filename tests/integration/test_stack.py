@@ -260,3 +260,21 @@ def test_existing_processors_are_used_instead_of_emulators(tmp_path: Path) -> No
         for p in procs:
             p.terminate()
             p.wait(timeout=10)
+
+
+def test_floor_stack_runs_noop_upstreams_behind_the_same_nginx(tmp_path: Path) -> None:
+    """`rinha bench --floor`: the instances are rinha.bench.noop, which answer at once and
+    never reach a processor."""
+    config = StackConfig(port=0, default_port=0, fallback_port=0, log_dir=str(tmp_path / "logs"),
+                         instance_args=("-m", "rinha.bench.noop", "serve"))
+    with Stack(config) as info:
+        for pid in info.instance_pids:
+            assert b"rinha.bench.noop" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        body = {"correlationId": str(uuid.uuid4()), "amount": 10.0}
+        assert http("POST", info.url + "/payments", body) == (202, b"")
+        assert http("POST", info.url + "/payments", body) == (202, b""), "no duplicate check"
+        status, summary = http("GET", info.url + "/payments-summary")
+        assert status == 200
+        assert json.loads(summary)["default"]["totalRequests"] == 0
+        time.sleep(0.2)
+        assert _admin(info.default_url)["totalRequests"] == 0, "nothing reached a processor"
