@@ -893,9 +893,10 @@ cdef class Ledger:
 # The table is an *ordered* linear-probing table: a fingerprint's home slot grows with its value
 # (home = fp * cap / 2**64, from the top 32 bits), and the slots hold the fingerprints in
 # ascending order, each at or after its home, with no wrap-around (slack slots past `cap` take
-# the last run; a run that reaches the end gets more slack, not a bigger table). A lookup stops at the first slot that is empty or holds a
-# larger value, so even at 90 % load it reads a handful of slots; an insert shifts the rest of its
-# run one slot right; a deletion shifts back what may move closer to home. That lets the table
+# the last run; a run that reaches the end gets more slack, not a bigger table). A lookup stops
+# at the first slot that is empty or holds a larger value, so even at 90 % load it reads a
+# handful of slots; an insert shifts the rest of its run one slot right; a deletion shifts back
+# what may move closer to home. That lets the table
 # run at up to 90 % load and grow by 1.25x (any size, not a power of two): 8.9 to 11.1 bytes
 # per id, where a classic table at <= 70 % load doubling in size needs 11.4 to 22.9. Growing is
 # one ordered pass: every fingerprint goes to max(its new home, the previous one's slot + 1).

@@ -263,7 +263,8 @@ class Dispatcher:
             now = now_ms()
             self._observe(p, now, now, False)
             self._requeue(payment)
-        self._wake()
+        if self.backlog:  # as after an attempt: pump only for something queued
+            self._wake()
 
     def _observe(self, p: Processor, now: int, sent_ms: int, ok: bool) -> None:
         config = self.config

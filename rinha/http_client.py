@@ -67,17 +67,19 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time; the answer, or the failure,
     goes to that request's `done` callback, and the connection back to its pool."""
 
-    __slots__ = ("pool", "transport", "parser", "done", "timer", "body", "closed", "keep_alive")
+    __slots__ = ("pool", "loop", "transport", "parser", "done", "timer", "body", "closed")
 
     def __init__(self, pool: HttpPool) -> None:
         self.pool: HttpPool | None = pool
+        # the loop, looked up once: asyncio.get_running_loop() per send costs a getpid()
+        # system call, once per payment (strace)
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None  # the request waiting for its answer
         self.timer: asyncio.TimerHandle | None = None
         self.body: list[bytes] = []
         self.closed = False
-        self.keep_alive = True
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -127,7 +129,7 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         assert self.transport is not None and self.done is None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.done = done
         self.timer = loop.call_later(timeout_s, self._timed_out)
         try:
