@@ -23,6 +23,9 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "queued payments are sent in batches, once per tick: fewer wake-ups, lower p99"),
     ("launch_per_tick", "RINHA_LAUNCH_PER_TICK", "16",
      "new processor calls started per tick at most (bounds the event-loop stall)"),
+    ("catch_up_per_s", "RINHA_CATCH_UP_PER_S", "1000",
+     "payments held during an outage are sent at most this fast (per second, per instance) "
+     "on top of new arrivals: a recovery must not starve the clients' answers; 0 = no limit"),
     ("call_timeout_ms", "RINHA_CALL_TIMEOUT_MS", "10000",
      "a processor call with no answer by then has an unknown outcome (settled on retry)"),
     ("slow_ms", "RINHA_SLOW_MS", "1200",
@@ -66,6 +69,7 @@ class Config:
     max_in_flight: int = 400
     dispatch_tick_ms: int = 5
     launch_per_tick: int = 16
+    catch_up_per_s: int = 1_000
     call_timeout_ms: int = 10_000
     slow_ms: int = 1_200
     hold_ms: int = 15_000

@@ -69,3 +69,88 @@ def test_an_answer_wakes_the_pump_only_when_something_waits() -> None:
         assert d.ledgers[DEFAULT].summary(0, 2**62) == (2, 3980)
 
     asyncio.run(scenario())
+
+
+class FakeTimer:
+    def __init__(self, at: float, callback: Any) -> None:
+        self.at = at
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """The dispatcher's clock and timers, stepped by hand: pacing is checked call by call."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0  # loop time, s
+        self.timers: list[FakeTimer] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, at: float, callback: Any) -> FakeTimer:
+        timer = FakeTimer(at, callback)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [t for t in self.timers if t.at <= self.now + 1e-9 and not t.cancelled]
+        self.timers = [t for t in self.timers if t not in due and not t.cancelled]
+        for timer in due:
+            timer.callback()
+
+
+def paced(**config: Any) -> tuple[Dispatcher, FakePool, FakeLoop]:
+    d, pool = dispatcher(**config)
+    loop = FakeLoop()
+    d._loop = loop  # type: ignore[assignment]
+    return d, pool, loop
+
+
+def _submit(d: Dispatcher, n: int, start: int) -> None:
+    for i in range(start, start + n):
+        d.submit(f"00000000-0000-4000-8000-{i:012d}", 1990)
+
+
+def test_a_backlog_drains_at_the_catch_up_pace_while_new_arrivals_go_out_at_once() -> None:
+    # 400/s at 5 ms ticks: 2 calls per tick beyond the new arrivals
+    d, pool, loop = paced(catch_up_per_s=400, launch_per_tick=16, dispatch_tick_ms=5)
+    loop.advance(1.0)  # idle for 1 s: the allowance saved up is two ticks' worth, not 400
+    _submit(d, 50, 0)  # e.g. held through an outage
+    loop.advance(0.005)
+    assert len(pool.sent) == 16  # launch_per_tick bounds the first tick
+    sent = [16]
+    for tick in range(10):
+        _submit(d, 3, 1000 + 3 * tick)  # live traffic: 3 new payments per tick
+        loop.advance(0.005)
+        sent.append(len(pool.sent))
+    # each tick: the 3 new arrivals' own calls + 2 for the backlog, not 16
+    # (+ 2 more on the first: the allowance saved while idle)
+    assert [b - a for a, b in zip(sent, sent[1:])] == [7] + [5] * 9
+    assert d.backlog == 50 + 30 - 68
+
+
+def test_no_catch_up_limit_sends_launch_per_tick_every_tick() -> None:
+    d, pool, loop = paced(catch_up_per_s=0, launch_per_tick=16, dispatch_tick_ms=5)
+    _submit(d, 50, 0)
+    counts = []
+    for _ in range(4):
+        loop.advance(0.005)
+        counts.append(len(pool.sent))
+    assert counts == [16, 32, 48, 50]
+
+
+def test_shutdown_drain_sends_the_backlog_without_pacing() -> None:
+    async def scenario() -> None:
+        d, pool = dispatcher(catch_up_per_s=1, launch_per_tick=16)
+        _submit(d, 40, 0)
+        await _tick(d)
+        assert len(pool.sent) <= 17 and d.backlog >= 23  # 1/s: the rest would take 23 s
+        left = await d.drain(0.1)  # no answers come: every call stays in flight
+        assert len(pool.sent) == 40 and d.backlog == 0 and left == 40
+
+    asyncio.run(scenario())
