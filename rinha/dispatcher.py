@@ -167,7 +167,7 @@ class Dispatcher:
         launch_per_tick every tick: a full-speed drain (~6,000 calls/s for the cluster) kept
         the processors and the instances busy enough to slow the clients' answers. Published
         run, in the second default came back: 22-44 answers over 1.2 ms at full speed, 2-5
-        paced; p99 1.43 -> 1.11 ms (medians, docs/PERFORMANCE.md set E).
+        paced; p99 1.43 -> 1.16 ms (medians, docs/PERFORMANCE.md set E).
         """
         cap = self.config.launch_per_tick
         arrived, self._arrived = self._arrived, 0
