@@ -166,9 +166,9 @@ class Dispatcher:
         When a processor recovers, the backlog drains at that pace instead of at
         launch_per_tick every tick: a full-speed drain (~6,000 calls/s for the cluster) kept
         the processors and the instances busy enough to slow the clients' answers. Published
-        run, in the second default came back: 22-44 answers over 1.2 ms at full speed, 2-5
-        paced; p99 1.43 -> 1.16 ms (medians, docs/PERFORMANCE.md set E).
-        """
+        run, in the second default came back: 22-64 answers over 1.2 ms at full speed, 2-21
+        paced (one busy-hour run: 33); p99 -0.17 ms, the median over 6 interleaved pairs
+        (docs/PERFORMANCE.md set E)."""
         cap = self.config.launch_per_tick
         arrived, self._arrived = self._arrived, 0
         if not self._paced:
