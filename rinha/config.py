@@ -26,6 +26,9 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("catch_up_per_s", "RINHA_CATCH_UP_PER_S", "1000",
      "payments held during an outage are sent at most this fast (per second, per instance) "
      "on top of new arrivals: a recovery must not starve the clients' answers; 0 = no limit"),
+    ("catch_up_ms", "RINHA_CATCH_UP_MS", "3000",
+     "a paced drain takes this long at most: a bigger backlog is sent faster, so that one "
+     "built late in a run is still processed before its end"),
     ("call_timeout_ms", "RINHA_CALL_TIMEOUT_MS", "10000",
      "a processor call with no answer by then has an unknown outcome (settled on retry)"),
     ("slow_ms", "RINHA_SLOW_MS", "1200",
@@ -70,6 +73,7 @@ class Config:
     dispatch_tick_ms: int = 5
     launch_per_tick: int = 16
     catch_up_per_s: int = 1_000
+    catch_up_ms: int = 3_000
     call_timeout_ms: int = 10_000
     slow_ms: int = 1_200
     hold_ms: int = 15_000

@@ -113,7 +113,7 @@ class Dispatcher:
         self._arrived = 0  # payments submitted since the last pump
         self._catch_up = 0.0  # calls allowed beyond new arrivals, earned at catch_up_per_s
         self._catch_up_at = 0.0  # loop time _catch_up was last topped up
-        self._catch_up_max = max(1.0, 2 * config.catch_up_per_s * self._tick_s)
+        self._drain_deadline = 0.0  # loop time a paced drain under way must end by (0: none)
 
     # ------------------------------------------------------------------ intake
     def submit(self, correlation_id: str, cents: int) -> None:
@@ -168,17 +168,28 @@ class Dispatcher:
         the processors and the instances busy enough to slow the clients' answers. Published
         run, in the second default came back: 22-64 answers over 1.2 ms at full speed, 2-21
         paced (one busy-hour run: 33); p99 -0.17 ms, the median over 6 interleaved pairs
-        (docs/PERFORMANCE.md set E)."""
+        (docs/PERFORMANCE.md set E).
+
+        A drain under way ends by RINHA_CATCH_UP_MS after it began: when the backlog is too
+        big for that at the base pace, the pace rises (a backlog built late in a run must
+        still be processed before the run ends).
+        """
         cap = self.config.launch_per_tick
         arrived, self._arrived = self._arrived, 0
         if not self._paced:
             return cap, cap
         assert self._loop is not None
         now = self._loop.time()
-        earned = (now - self._catch_up_at) * self.config.catch_up_per_s
+        rate = float(self.config.catch_up_per_s)  # calls/s
+        if self._drain_deadline:
+            left_s = self._drain_deadline - now
+            if left_s <= self._tick_s:
+                return cap, arrived  # out of time: full speed
+            rate = max(rate, self.backlog / left_s)
+        earned = (now - self._catch_up_at) * rate
         self._catch_up_at = now
         # no hoarding while idle: at most two ticks' worth (timers fire a little late)
-        self._catch_up = min(self._catch_up + earned, self._catch_up_max)
+        self._catch_up = min(self._catch_up + earned, max(1.0, 2 * rate * self._tick_s))
         return min(cap, arrived + int(self._catch_up + 1e-9)), arrived  # 1e-9: float sums
 
     def _pump(self) -> None:
@@ -211,6 +222,11 @@ class Dispatcher:
             budget -= 1
         if self._paced:  # arrivals' own calls first; what is left of them is not carried
             self._catch_up = max(0.0, self._catch_up - max(0, launches - budget - arrived))
+            if not budget and self.backlog:  # sending as fast as allowed, more waits: a drain
+                if not self._drain_deadline:
+                    self._drain_deadline = self._catch_up_at + config.catch_up_ms / 1000
+            else:  # drained, or held back by routing: the next drain gets a window of its own
+                self._drain_deadline = 0.0
         if not self.backlog:
             return
         if not budget:

@@ -154,6 +154,10 @@ PRESETS: dict[str, tuple[str, tuple[Phase, ...]]] = {
         "both processors failing from 20 s to 45 s",
         (Phase(0), Phase(20, default=_fail(), fallback=_fail()), Phase(45)),
     ),
+    "both-down-late": (
+        "both processors failing from 35 s to 55 s: the biggest backlog, 5 s before the end",
+        (Phase(0), Phase(35, default=_fail(), fallback=_fail()), Phase(55)),
+    ),
 }
 
 NAMES = (*PRESETS, "random")

@@ -15,6 +15,7 @@ def test_names() -> None:
         "default-slow-1s-40s",
         "default-failing-from-mid",
         "both-down-25s",
+        "both-down-late",
         "random",
     }
 
@@ -50,6 +51,10 @@ def test_durations_of_the_named_outages() -> None:
     fail = [p for p in both.phases if p.default.failing and p.fallback.failing]
     assert len(fail) == 1
     assert both.phases[both.phases.index(fail[0]) + 1].at_s - fail[0].at_s == 25
+    late = schedules.get("both-down-late")
+    assert late.phase_at(34.9) == Phase(0)
+    assert late.phase_at(35).default.failing and late.phase_at(54.9).fallback.failing
+    assert late.phase_at(55) == Phase(55)
     mid = schedules.get("default-failing-from-mid")
     assert mid.phase_at(29.9).default == OK and mid.phase_at(30).default.failing
     assert mid.phase_at(1e9).default.failing

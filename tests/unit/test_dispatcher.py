@@ -111,6 +111,11 @@ def paced(**config: Any) -> tuple[Dispatcher, FakePool, FakeLoop]:
     return d, pool, loop
 
 
+def _steps(totals: list[int]) -> list[int]:
+    """Calls sent per tick, from the running totals."""
+    return [b - a for a, b in zip(totals, totals[1:], strict=False)]
+
+
 def _submit(d: Dispatcher, n: int, start: int) -> None:
     for i in range(start, start + n):
         d.submit(f"00000000-0000-4000-8000-{i:012d}", 1990)
@@ -130,7 +135,7 @@ def test_a_backlog_drains_at_the_catch_up_pace_while_new_arrivals_go_out_at_once
         sent.append(len(pool.sent))
     # each tick: the 3 new arrivals' own calls + 2 for the backlog, not 16
     # (+ 2 more on the first: the allowance saved while idle)
-    assert [b - a for a, b in zip(sent, sent[1:])] == [7] + [5] * 9
+    assert _steps(sent) == [7] + [5] * 9
     assert d.backlog == 50 + 30 - 68
 
 
@@ -154,3 +159,35 @@ def test_shutdown_drain_sends_the_backlog_without_pacing() -> None:
         assert len(pool.sent) == 40 and d.backlog == 0 and left == 40
 
     asyncio.run(scenario())
+
+
+def test_a_drain_ends_within_catch_up_ms_however_big_the_backlog() -> None:
+    # base pace 200/s (1 call per 5 ms tick) would need 0.2 s for 40 queued payments;
+    # catch_up_ms=50 bounds the drain to ~10 ticks, so the pace rises to finish by then
+    d, pool, loop = paced(catch_up_per_s=200, catch_up_ms=50, launch_per_tick=16,
+                          dispatch_tick_ms=5)
+    _submit(d, 56, 0)
+    loop.advance(0.005)
+    assert len(pool.sent) == 16  # the arrivals' own calls, capped per tick: a drain starts
+    counts = [16]
+    for _ in range(11):
+        loop.advance(0.005)
+        counts.append(len(pool.sent))
+    per_tick = _steps(counts)
+    assert d.backlog == 0 and len(pool.sent) == 56  # done within the 50 ms window
+    assert max(per_tick) < 16  # spread over the window, not sent in one burst
+    assert sum(1 for n in per_tick if n) >= 5
+
+
+def test_without_a_deadline_problem_the_base_pace_holds() -> None:
+    # 40 queued at 200/s with a 3 s window: 1 call per tick, the window never binds
+    d, pool, loop = paced(catch_up_per_s=200, catch_up_ms=3_000, launch_per_tick=16,
+                          dispatch_tick_ms=5)
+    _submit(d, 56, 0)
+    loop.advance(0.005)
+    counts = [len(pool.sent)]
+    for _ in range(10):
+        loop.advance(0.005)
+        counts.append(len(pool.sent))
+    per_tick = _steps(counts)
+    assert per_tick == [2] + [1] * 9  # (2 on the first: the allowance saved while idle)
