@@ -193,8 +193,7 @@ class Dispatcher:
         return min(cap, arrived + int(self._catch_up + 1e-9)), arrived  # 1e-9: float sums
 
     def _pump(self) -> None:
-        """Start as many calls as routing, capacity and pacing allow, a bounded number per
-        tick."""
+        """Start the calls that routing, capacity and pacing allow, a bounded number per tick."""
         self._pump_timer = None
         config = self.config
         now = now_ms()
