@@ -201,7 +201,7 @@ class Dispatcher:
         d.refresh(now, config.slow_ms)
         f.refresh(now, config.slow_ms)
         budget, arrived = self._budget()
-        launches = budget
+        allowed = budget
         for p in self.processors:
             queue = self.pinned[p.index]
             while queue and budget and self.in_flight < config.max_in_flight and (
@@ -219,14 +219,15 @@ class Dispatcher:
                 break
             self._launch(fresh.popleft(), self.processors[target], now)
             budget -= 1
+        backlog = self.backlog
         if self._paced:  # arrivals' own calls first; what is left of them is not carried
-            self._catch_up = max(0.0, self._catch_up - max(0, launches - budget - arrived))
-            if not budget and self.backlog:  # sending as fast as allowed, more waits: a drain
-                if not self._drain_deadline:
+            self._catch_up = max(0.0, self._catch_up - max(0, allowed - budget - arrived))
+            if not budget and backlog:  # sending as fast as allowed, more waits: a drain
+                if not self._drain_deadline:  # _catch_up_at: this pump's loop time
                     self._drain_deadline = self._catch_up_at + config.catch_up_ms / 1000
             else:  # drained, or held back by routing: the next drain gets a window of its own
                 self._drain_deadline = 0.0
-        if not self.backlog:
+        if not backlog:
             return
         if not budget:
             self._wake()  # more to do: next tick, after the clients' I/O

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from .config import Config, help_table
 
@@ -28,6 +29,23 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
 
 
+async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol]) -> asyncio.Server:
+    """Serve `protocol_factory` on RINHA_BIND's address: `unix:/path.sock` or `host:port`.
+    Shared with the bench's no-op stand-in (rinha.bench.noop), so that the floor it measures
+    listens exactly as an instance does."""
+    loop = asyncio.get_running_loop()
+    if bind.startswith("unix:"):
+        path = bind[5:]
+        if os.path.exists(path):
+            os.unlink(path)  # a stale socket from a previous run
+        server = await loop.create_unix_server(protocol_factory, path, backlog=4096)
+        os.chmod(path, 0o666)  # Nginx workers may run as another user
+        return server
+    host, _, port = bind.rpartition(":")
+    return await loop.create_server(protocol_factory, host or None, int(port), backlog=4096,
+                                    reuse_address=True)
+
+
 async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-def]
     """Start an instance in the running loop; returns (app, server, background tasks)."""
     from .app import App
@@ -38,16 +56,7 @@ async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-de
         from . import fast as fast_module
     app = App(config, fast_module)
     loop = asyncio.get_running_loop()
-    if config.bind.startswith("unix:"):
-        path = config.bind[5:]
-        if os.path.exists(path):
-            os.unlink(path)  # a stale socket from a previous run
-        server = await loop.create_unix_server(lambda: HttpProtocol(app), path, backlog=4096)
-        os.chmod(path, 0o666)  # Nginx workers may run as another user
-    else:
-        host, _, port = config.bind.rpartition(":")
-        server = await loop.create_server(lambda: HttpProtocol(app), host or None, int(port),
-                                          backlog=4096, reuse_address=True)
+    server = await listen(config.bind, lambda: HttpProtocol(app))
     tasks = [
         loop.create_task(run_poller(app.processors, app.cluster, config.instance_id,
                                     config.cluster_size, config.health_interval_ms)),

@@ -16,6 +16,8 @@ import sys
 import httptools
 import uvloop
 
+from rinha.server import listen
+
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
 _SUMMARY = (b'{"default":{"totalRequests":0,"totalAmount":0},'
             b'"fallback":{"totalRequests":0,"totalAmount":0}}')
@@ -42,16 +44,7 @@ class NoopProtocol(asyncio.Protocol):
 
 
 async def serve(bind: str) -> None:
-    loop = asyncio.get_running_loop()
-    if bind.startswith("unix:"):
-        path = bind[5:]
-        if os.path.exists(path):
-            os.unlink(path)
-        server = await loop.create_unix_server(NoopProtocol, path)
-        os.chmod(path, 0o666)
-    else:
-        host, _, port = bind.rpartition(":")
-        server = await loop.create_server(NoopProtocol, host or "127.0.0.1", int(port))
+    server = await listen(bind, NoopProtocol)  # exactly as an instance listens
     async with server:
         await server.serve_forever()
 
