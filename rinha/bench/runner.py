@@ -53,6 +53,29 @@ def _proc_usage(pid: int) -> tuple[float, int] | None:
 FLOOR_MODULE = "rinha.bench.noop"
 
 
+def cpu_times(stat: str | None = None) -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, from the `cpu` line of /proc/stat."""
+    if stat is None:
+        try:
+            stat = Path("/proc/stat").read_text()
+        except OSError:
+            return None
+    for line in stat.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal [guest guest_nice: in user]
+            ticks = [int(x) for x in line.split()[1:9]]
+            return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
+    return None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to other guests in between:
+    on this shared VM, p99 follows it (runs are comparable only at a similar steal)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _is_instance(pid: int) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -360,6 +383,7 @@ def build_result(
     usage: Usage,
     notes: list[str],
     schedule: schedules.Schedule,
+    steal: float | None = None,
 ) -> dict[str, Any]:
     sc = scoring.score(measured.score_input())
     amount = scoring.to_cents(config["amount"])
@@ -413,6 +437,7 @@ def build_result(
         "k6_errors": log.get("k6", [])[:20],
         "k6_warnings": log.get("k6_warnings", []),
         "backend": asdict(usage),
+        "machine": {"steal_share": steal},  # of all CPU time during k6's run
         "series": {
             "t0_ms": measured.t0_ms,
             "bucket_s": measured.bucket_s,
@@ -495,6 +520,10 @@ def report_text(result: dict[str, Any]) -> str:
         )
     if b.get("oom_kills"):
         lines.append(f"  OOM KILLS    {b['oom_kills']}")
+    steal = result.get("machine", {}).get("steal_share")
+    if steal is not None:
+        lines.append(f"machine        steal {_pct(steal)} of CPU time (other guests on the host;"
+                     " compare p99 only between runs of similar steal)")
     for err in result.get("k6_errors", [])[:3]:
         lines.append(f"k6 {err['level']:<11} {err['msg'][:300]}")
     for note in result["notes"]:
@@ -529,6 +558,7 @@ def run(args: argparse.Namespace) -> int:
         if run_.cgroup is not None:
             run_.cgroup.reset_cpu()
         run_.mark_cpu()
+        machine_at_start = cpu_times()
         _say(
             f"k6 against {url}: schedule {load.schedule.name}, "
             + (
@@ -541,6 +571,7 @@ def run(args: argparse.Namespace) -> int:
         code = run_.run_k6(
             k6.command(k6_bin, str(out / "config.json"), str(out / "k6.log")), out, load.total_s + 5
         )
+        steal = steal_share(machine_at_start, cpu_times())
         run_.stop_profiler()
         if (split := run_.cpu_split()) is not None:
             run_.notes.append(split)
@@ -564,7 +595,7 @@ def run(args: argparse.Namespace) -> int:
     log = k6.parse_log(log_path.read_text().splitlines()) if log_path.exists() else {}
     payments = log.pop("payments", [])
     measured = k6.parse_summary(json.loads(summary_path.read_text()), config, payments)
-    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule)
+    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule, steal)
     samples = run_.sampler.samples if run_.sampler else []
     (out / "samples.json").write_text(
         json.dumps([{"t": s.t, "instance": s.instance, "values": s.values} for s in samples])

@@ -236,3 +236,7 @@ def test_result_and_text() -> None:
     assert "fallback ours 3 theirs 4" in text
     assert "final window   differs: fallback ours 8 theirs 9" in text
     assert "CPU 12.5 s" in text and "peak memory 200.0 MB" in text
+    assert "machine" not in text  # no steal measured: no line
+    r = build_result(CONFIG, m, log, Usage(), [], sched, steal=0.034)
+    assert r["machine"] == {"steal_share": 0.034}
+    assert "machine        steal 3.4 % of CPU time" in report_text(r)

@@ -6,6 +6,7 @@ from pathlib import Path
 from rinha.bench.cgroup import BenchCgroup, descendants, own_cgroups, rss_bytes
 from rinha.bench.metrics import Sample
 from rinha.bench.plotting import counter_per_bin, gauge_sum
+from rinha.bench.runner import cpu_times, steal_share
 
 KEY = 'rinha_processed_total{processor="default"}'
 
@@ -85,3 +86,13 @@ def test_cpu_split_names_nginx_and_each_instance() -> None:
         for proc in (instance, other):
             proc.kill()
             proc.wait()
+
+
+def test_steal_share_from_proc_stat_lines() -> None:
+    before = cpu_times("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 50 0 25 400 0 0 0 25 0 0\n")
+    after = cpu_times("cpu  200 0 100 1500 0 0 0 200 0 0\n")
+    assert before == (50, 1000) and after == (200, 2000)
+    assert steal_share(before, after) == 0.15  # 150 of the 1,000 jiffies in between
+    assert cpu_times("cpu  1 2 3 4\n") == (0, 10)  # an old kernel without the steal column
+    assert steal_share(None, after) is None and steal_share(after, after) is None
+    assert cpu_times() is not None  # this machine's own /proc/stat
