@@ -1,0 +1,213 @@
+"""CPU and wake-ups per payment of one instance at a steady arrival rate, code against code.
+
+p99 on this shared 2-core VM follows the other guests on the host (steal time); what one
+instance spends per payment moves far less, and it is measured here without k6 or Nginx.
+This starts two emulated processors and, for each variant in turn, one instance on a unix
+socket; a uvloop client in this process sends POST /payments at `--rate` over
+`--connections` keep-alive connections, one request out per connection at a time (as
+Nginx's upstream pool does, with the headers Nginx forwards from k6). Once every payment is
+answered and processed, it reads from /proc what the instance used meanwhile:
+
+- on-CPU time, the scheduler's nanosecond count (`/proc/PID/schedstat`);
+- the user / system split (`/proc/PID/stat`: sampled at each 4 ms tick on this kernel, so
+  only roughly right for a process that runs in short bursts);
+- voluntary context switches: how often it went to sleep and was woken.
+
+A variant is `NAME=PATH[:VAR=value,...]`: the instance runs with PYTHONPATH=PATH (a git
+worktree with its extension built in place, or `.`) and those settings; `wait=0` does not
+wait for the backlog (processors unreachable). `--floor` adds the bench's no-op upstream
+(rinha.bench.noop): receiving and answering, nothing else. Variants alternate `--rounds`
+times; medians last. `--wrap 'valgrind --tool=callgrind ...'` runs the instance under a
+tool (counts instructions, whatever the neighbours do; the times are then meaningless).
+
+    python bench/instance_cpu.py --variant new=. --variant old=/tmp/wt-old --floor \\
+        [--rate 500] [--seconds 20] [--connections 64] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from rinha.stack import free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+# what Nginx sends upstream for one k6 payment (proxy_http_version 1.1, Connection "")
+REQUEST = (b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
+           b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s")
+MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups")
+
+
+def usage(pid: int) -> tuple[float, float, float, int]:
+    """(on-CPU s, user s, system s, voluntary context switches) of a process so far."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        on_cpu = int(f.read().split()[0]) / 1e9
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/status") as f:
+        woken = next(int(line.split()[1]) for line in f
+                     if line.startswith("voluntary_ctxt_switches:"))
+    return on_cpu, int(fields[11]) / TICKS, int(fields[12]) / TICKS, woken
+
+
+class Client(asyncio.Protocol):
+    """One keep-alive connection, one request out at a time."""
+
+    def __init__(self, idle: asyncio.Queue[Client]) -> None:
+        self.idle = idle
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.bad = 0  # answers other than 202
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.buffer.endswith(b"\r\n\r\n"):  # a 202 has no body
+            if not self.buffer.startswith(b"HTTP/1.1 202"):
+                self.bad += 1
+            self.buffer = b""
+            self.idle.put_nowait(self)
+
+    def send(self) -> None:
+        body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
+        assert self.transport is not None
+        self.transport.write(REQUEST % (len(body), body))
+
+
+async def metric(path: str, name: str) -> float:
+    reader, writer = await asyncio.open_unix_connection(path)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await reader.read()
+    writer.close()
+    for line in data.split(b"\r\n\r\n", 1)[1].decode().splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == name:
+            return float(value)
+    raise KeyError(name)
+
+
+async def drive(path: str, rate: int, seconds: float, connections: int) -> tuple[int, int]:
+    """Send rate × seconds payments, paced every 2 ms; (sent, answers that were not 202)."""
+    loop = asyncio.get_running_loop()
+    idle: asyncio.Queue[Client] = asyncio.Queue()
+    clients = []
+    for _ in range(connections):
+        _, client = await loop.create_unix_connection(lambda: Client(idle), path)
+        clients.append(client)
+        idle.put_nowait(client)
+    total = int(rate * seconds)
+    started = loop.time()
+    sent = 0
+    while sent < total:
+        due = min(total, int((loop.time() - started) * rate))
+        while sent < due:
+            (await idle.get()).send()
+            sent += 1
+        await asyncio.sleep(0.002)
+    while idle.qsize() < connections:
+        await asyncio.sleep(0.01)
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    return sent, sum(c.bad for c in clients)
+
+
+async def settled(path: str) -> None:
+    while await metric(path, "rinha_backlog") or await metric(path, "rinha_in_flight"):
+        await asyncio.sleep(0.05)
+
+
+def run_variant(name: str, spec: str, processors: list[str], args: argparse.Namespace
+                ) -> dict[str, Any]:
+    path_part, _, settings = spec.partition(":")
+    sock = os.path.join(tempfile.mkdtemp(prefix="rinha-cpu-"), "api.sock")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(path_part), "RINHA_BIND": f"unix:{sock}",
+           "RINHA_LOG_LEVEL": "WARNING", "RINHA_DEFAULT_URL": processors[0],
+           "RINHA_FALLBACK_URL": processors[1]}
+    wait = name != "floor"  # the no-op has no backlog to wait for
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        if key == "wait":
+            wait = value != "0"
+        else:
+            env[key] = value
+    cmd = ([sys.executable, "-m", "rinha.bench.noop", "serve"] if name == "floor"
+           else [sys.executable, "-m", "rinha", "serve"])
+    proc = subprocess.Popen(args.wrap.split() + cmd, env=env, cwd=tempfile.gettempdir())
+    try:
+        while not os.path.exists(sock):
+            if proc.poll() is not None:
+                raise SystemExit(f"{name}: the instance exited with {proc.returncode}")
+            time.sleep(0.05)
+        time.sleep(0.5)
+        before = usage(proc.pid)
+        wall = time.monotonic()
+        sent, bad = asyncio.run(drive(sock, args.rate, args.seconds, args.connections))
+        if wait:
+            asyncio.run(settled(sock))
+        after = usage(proc.pid)
+        wall = time.monotonic() - wall
+    finally:
+        proc.terminate()
+        proc.wait(120)  # a --wrap tool may take a while to write its output
+    per_payment = [(a - b) / sent for a, b in zip(after, before, strict=True)]
+    return {"name": name, "sent": sent, "bad": bad, "wall_s": wall,
+            "on_cpu_us": per_payment[0] * 1e6, "user_us": per_payment[1] * 1e6,
+            "system_us": per_payment[2] * 1e6, "wakeups": per_payment[3]}
+
+
+def line(name: str, r: dict[str, Any]) -> str:
+    return (f"{name:>10}: {r['on_cpu_us']:6.1f} µs on CPU per payment (ticks: user "
+            f"{r['user_us']:.0f}, system {r['system_us']:.0f}), {r['wakeups']:.2f} wake-ups")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH[:VAR=v,...]")
+    parser.add_argument("--floor", action="store_true", help="add the no-op upstream")
+    parser.add_argument("--rate", type=int, default=500, help="payments per second")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--wrap", default="", help="command prefix for the instance, e.g. "
+                        "'valgrind --tool=callgrind' (instruction counts, not seconds)")
+    args = parser.parse_args()
+    variants = [tuple(v.split("=", 1)) for v in args.variant] or [("current", ".")]
+    if args.floor:
+        variants.append(("floor", "."))
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
+                               "--fee", fee], stdout=subprocess.DEVNULL)
+             for port, fee in zip(ports, ("0.05", "0.15"), strict=True)]
+    processors = [f"http://127.0.0.1:{port}" for port in ports]
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
+    try:
+        time.sleep(1.0)
+        for round_ in range(args.rounds):
+            for name, spec in variants:
+                r = run_variant(name, spec, processors, args)
+                results[name].append(r)
+                print(f"round {round_ + 1} {line(name, r)}; {r['sent']} sent, "
+                      f"{r['bad']} not 202, {r['wall_s']:.1f} s", flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+    print(f"\nmedians of {args.rounds} rounds, {args.rate}/s for {args.seconds:g} s over "
+          f"{args.connections} connections:")
+    for name, runs in results.items():
+        print("  " + line(name, {k: statistics.median(r[k] for r in runs) for k in MEASURES}))
+
+
+if __name__ == "__main__":
+    main()
