@@ -119,6 +119,40 @@ async def test_no_answer_in_time_is_unknown_and_the_connection_is_dropped():
         pool.close()
 
 
+async def test_each_request_times_out_at_its_own_deadline_on_one_shared_timer():
+    async def never_answers(reader, writer):
+        await reader.read()  # returns at EOF, when the client gives up
+
+    loop = asyncio.get_running_loop()
+    async with Server(never_answers) as server:
+        pool = HttpPool(server.url)
+        outcomes: dict[str, float] = {}
+
+        def recorder(name: str):  # type: ignore[no-untyped-def]
+            def done(status: int, body: bytes, error: object) -> None:
+                assert isinstance(error, OutcomeUnknown) and "no answer in time" in str(error)
+                outcomes[name] = loop.time() - start
+            return done
+
+        start = loop.time()
+        pool.send(get(pool), 0.30, recorder("long"))
+        pool.send(get(pool), 0.30, recorder("long too"))
+        while len(pool._out) < 2:  # both connected and written
+            await asyncio.sleep(0.005)
+        first_timer = pool._sweep_timer
+        pool.send(get(pool), 0.05, recorder("short"))  # due earlier: the one timer moves up
+        while len(pool._out) < 3:
+            await asyncio.sleep(0.005)
+        assert pool._sweep_timer is not first_timer
+        await asyncio.sleep(0.15)
+        assert set(outcomes) == {"short"} and 0.04 <= outcomes["short"] < 0.15
+        await asyncio.sleep(0.3)
+        assert set(outcomes) == {"short", "long", "long too"}
+        assert all(0.29 <= outcomes[k] < 0.45 for k in ("long", "long too"))
+        assert pool._out == {} and pool._sweep_timer is None  # nothing out: no timer left
+        pool.close()
+
+
 async def test_connection_lost_mid_answer_is_unknown():
     async with Server(answer_once(OK[:-2])) as server:
         pool = HttpPool(server.url)
