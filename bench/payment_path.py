@@ -1,0 +1,112 @@
+"""One payment's whole path through an instance, in-process, without sockets: time and instructions.
+
+Drives the real classes (HttpProtocol, routes, Dispatcher, HttpPool's connection) with fake
+transports: a client request is fed to the protocol, the dispatcher's pump runs once for it
+(one payment per tick), and the processor's answer is fed to the connection that carries its
+call. What is left out is the kernel: no system call, no wake-up. The GC is set up as
+`rinha serve` sets it.
+
+    python bench/payment_path.py all|request|gen [-n 20000]
+
+prints µs per payment (hot caches: a lower bound). For instruction counts, which the
+neighbours on this VM cannot move, run it under callgrind at two sizes and subtract (start-up
+cancels out), then subtract the same for `gen` (making the request bytes, uuid4 included):
+
+    PY=$(python -c 'import sys; print(sys.executable)')   # not the pyenv shim
+    for n in 2000 6000; do valgrind --tool=callgrind --callgrind-out-file=cg.all.$n \\
+        $PY bench/payment_path.py all -n $n; done
+    callgrind_annotate cg.all.6000 | grep TOTALS; callgrind_annotate cg.all.2000 | grep TOTALS
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import time
+import uuid
+from typing import Any
+
+import uvloop
+
+from rinha import fast
+from rinha.app import App
+from rinha.config import Config
+from rinha.http_client import _Connection
+from rinha.protocol import HttpProtocol
+
+# what Nginx forwards for one k6 payment, and what the emulated processor answers
+REQUEST = (b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
+           b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s")
+_ANSWER_BODY = b'{"message":"payment processed successfully"}'
+ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/json; "
+          b"charset=utf-8\r\nDate: Tue, 01 Dec 2026 22:00:00 GMT\r\nServer: Python/3.11 "
+          b"aiohttp/3.12\r\n\r\n%s" % (len(_ANSWER_BODY), _ANSWER_BODY))
+
+
+class NullTransport:
+    """Takes every write and drops it."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+    def is_closing(self) -> bool:
+        return False
+
+    def abort(self) -> None:
+        pass
+
+
+async def run(mode: str, n: int) -> None:
+    os.environ.setdefault("RINHA_DEFAULT_URL", "http://127.0.0.1:1")  # never connected to
+    os.environ.setdefault("RINHA_FALLBACK_URL", "http://127.0.0.1:2")
+    app = App(Config.from_env(), fast)
+    dispatcher = app.dispatcher
+    protocol = HttpProtocol(app)
+    protocol.connection_made(NullTransport())  # type: ignore[arg-type]
+    pool = app.processors[0].pool
+    connections = []
+    for _ in range(4):  # idle keep-alive connections to the default processor
+        conn = _Connection(pool)
+        conn.connection_made(NullTransport())  # type: ignore[arg-type]
+        pool._open.add(conn)
+        pool.release(conn)
+        connections.append(conn)
+    requests = []
+    for _ in range(n):
+        body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
+        requests.append(REQUEST % (len(body), body))
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)  # as rinha serve
+    started = time.perf_counter()
+    if mode == "request":  # receive, check, queue and answer: the pump never runs
+        dispatcher._closed = True
+        for request in requests:
+            protocol.data_received(request)
+    elif mode == "all":  # + the pump's tick for it, its call, the processor's answer
+        for request in requests:
+            protocol.data_received(request)
+            assert dispatcher._pump_timer is not None
+            dispatcher._pump_timer.cancel()
+            dispatcher._pump()
+            busy = next(c for c in connections if c.done is not None)
+            busy.data_received(ANSWER)
+        assert dispatcher.backlog == 0 and len(dispatcher.ledgers[0]) == n
+    elapsed = time.perf_counter() - started
+    print(f"{mode}: {elapsed / n * 1e6:.2f} µs per payment over {n}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("all", "request", "gen"))
+    parser.add_argument("-n", type=int, default=20_000)
+    args = parser.parse_args()
+    uvloop.run(run(args.mode, args.n))
+
+
+if __name__ == "__main__":
+    main()
