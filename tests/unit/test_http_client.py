@@ -149,7 +149,7 @@ async def test_each_request_times_out_at_its_own_deadline_on_one_shared_timer():
         await asyncio.sleep(0.3)
         assert set(outcomes) == {"short", "long", "long too"}
         assert all(0.29 <= outcomes[k] < 0.45 for k in ("long", "long too"))
-        assert pool._out == {} and pool._sweep_timer is None  # nothing out: no timer left
+        assert pool._out == set() and pool._sweep_timer is None  # nothing out: no timer left
         pool.close()
 
 
