@@ -9,6 +9,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from rinha.bench.machine import Jiffies, cpu_times
+
 
 class PrometheusParseError(ValueError):
     pass
@@ -118,11 +120,13 @@ class Sample:
 
 @dataclass
 class MetricsSampler:
-    """A daemon thread that GETs /metrics from every address every `interval` seconds."""
+    """A daemon thread that GETs /metrics from every address every `interval` seconds, and
+    reads the machine's steal counters at the same pace."""
 
     addresses: list[str]
     interval: float = 0.25
     samples: list[Sample] = field(default_factory=list)
+    machine: list[tuple[float, Jiffies]] = field(default_factory=list)  # (epoch s, jiffies)
     errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -154,6 +158,8 @@ class MetricsSampler:
                     self.errors += 1
                     continue
                 self.samples.append(Sample(time.time(), i, values))
+            if (jiffies := cpu_times()) is not None:
+                self.machine.append((time.time(), jiffies))
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
         for conn in conns:

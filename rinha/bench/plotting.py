@@ -90,6 +90,15 @@ def plot(result: dict[str, Any], samples: list[Sample], path: Path) -> Path:
     ax_lat.axhline(1, color="grey", lw=0.8, ls="--")
     ax_lat.set_yscale("log")
     ax_lat.set_ylabel(f"POST /payments latency (ms, per {bucket_s:g} s)")
+    # the host's steal per bucket: slow seconds that are other guests, not the service
+    steal = result.get("machine", {}).get("steal_per_bucket") or []
+    pts = [(x, 100 * y) for x, y in zip(bx, steal[:n], strict=False) if y is not None]
+    if pts:
+        ax_steal = ax_lat.twinx()
+        ax_steal.fill_between(*zip(*pts, strict=True), step="mid", color="tab:red", alpha=0.15,
+                              lw=0, label="host steal")
+        ax_steal.set_ylim(0, max(10.0, max(y for _, y in pts) * 1.1))
+        ax_steal.set_ylabel("steal (% of CPU time, shaded)", color="tab:red")
 
     # payments per second: what clients got accepted, what each processor confirmed
     ax_rate.plot(

@@ -16,6 +16,7 @@ from typing import Any
 
 from rinha.bench import k6, schedules, scoring
 from rinha.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
+from rinha.bench.machine import cpu_times, steal_per_bucket, steal_share
 from rinha.bench.metrics import MetricsSampler
 
 PROGRESS_EVERY_S = 10.0
@@ -51,29 +52,6 @@ def _proc_usage(pid: int) -> tuple[float, int] | None:
 
 
 FLOOR_MODULE = "rinha.bench.noop"
-
-
-def cpu_times(stat: str | None = None) -> tuple[int, int] | None:
-    """(steal, total) jiffies of all CPUs so far, from the `cpu` line of /proc/stat."""
-    if stat is None:
-        try:
-            stat = Path("/proc/stat").read_text()
-        except OSError:
-            return None
-    for line in stat.splitlines():
-        if line.startswith("cpu "):
-            # user nice system idle iowait irq softirq steal [guest guest_nice: in user]
-            ticks = [int(x) for x in line.split()[1:9]]
-            return (ticks[7] if len(ticks) > 7 else 0), sum(ticks)
-    return None
-
-
-def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
-    """Share of the machine's CPU time the hypervisor gave to other guests in between:
-    on this shared VM, p99 follows it (runs are comparable only at a similar steal)."""
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _is_instance(pid: int) -> bool:
@@ -384,6 +362,7 @@ def build_result(
     notes: list[str],
     schedule: schedules.Schedule,
     steal: float | None = None,
+    steal_series: list[float | None] | None = None,
 ) -> dict[str, Any]:
     sc = scoring.score(measured.score_input())
     amount = scoring.to_cents(config["amount"])
@@ -437,7 +416,8 @@ def build_result(
         "k6_errors": log.get("k6", [])[:20],
         "k6_warnings": log.get("k6_warnings", []),
         "backend": asdict(usage),
-        "machine": {"steal_share": steal},  # of all CPU time during k6's run
+        # of all CPU time: over k6's run, and per series bucket
+        "machine": {"steal_share": steal, "steal_per_bucket": steal_series or []},
         "series": {
             "t0_ms": measured.t0_ms,
             "bucket_s": measured.bucket_s,
@@ -595,7 +575,11 @@ def run(args: argparse.Namespace) -> int:
     log = k6.parse_log(log_path.read_text().splitlines()) if log_path.exists() else {}
     payments = log.pop("payments", [])
     measured = k6.parse_summary(json.loads(summary_path.read_text()), config, payments)
-    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule, steal)
+    steal_series = steal_per_bucket(
+        run_.sampler.machine if run_.sampler else [], (measured.t0_ms or 0) / 1000,
+        measured.bucket_s, len(measured.accepted_per_bucket))
+    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule, steal,
+                          steal_series)
     samples = run_.sampler.samples if run_.sampler else []
     (out / "samples.json").write_text(
         json.dumps([{"t": s.t, "instance": s.instance, "values": s.values} for s in samples])

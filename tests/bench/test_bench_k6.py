@@ -238,5 +238,5 @@ def test_result_and_text() -> None:
     assert "CPU 12.5 s" in text and "peak memory 200.0 MB" in text
     assert "machine" not in text  # no steal measured: no line
     r = build_result(CONFIG, m, log, Usage(), [], sched, steal=0.034)
-    assert r["machine"] == {"steal_share": 0.034}
+    assert r["machine"] == {"steal_share": 0.034, "steal_per_bucket": []}
     assert "machine        steal 3.4 % of CPU time" in report_text(r)

@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 from rinha.bench.cgroup import BenchCgroup, descendants, own_cgroups, rss_bytes
+from rinha.bench.machine import cpu_times, steal_per_bucket, steal_share
 from rinha.bench.metrics import Sample
 from rinha.bench.plotting import counter_per_bin, gauge_sum
-from rinha.bench.runner import cpu_times, steal_share
 
 KEY = 'rinha_processed_total{processor="default"}'
 
@@ -96,3 +96,12 @@ def test_steal_share_from_proc_stat_lines() -> None:
     assert cpu_times("cpu  1 2 3 4\n") == (0, 10)  # an old kernel without the steal column
     assert steal_share(None, after) is None and steal_share(after, after) is None
     assert cpu_times() is not None  # this machine's own /proc/stat
+
+
+def test_steal_per_bucket_puts_each_interval_in_the_bucket_of_its_later_reading() -> None:
+    readings = [(99.9, (0, 0)), (100.4, (5, 100)), (100.9, (5, 200)), (101.4, (45, 300)),
+                (104.0, (45, 300))]  # the last: no CPU time passed (a stalled clock)
+    shares = steal_per_bucket(readings, t0=100.0, bucket_s=1.0, n=3)
+    # bucket 0: (5 + 0) of (100 + 100); bucket 1: 40 of 100; bucket 2: nothing read
+    assert shares == [0.025, 0.4, None]
+    assert steal_per_bucket([], 0.0, 1.0, 2) == [None, None]
