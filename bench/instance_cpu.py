@@ -34,15 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from typing import Any
+
+from payment_path import nginx_request  # bench/, this script's own folder
 
 from rinha.stack import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
-# what Nginx sends upstream for one k6 payment (proxy_http_version 1.1, Connection "")
-REQUEST = (b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
-           b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s")
 MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups")
 
 
@@ -79,9 +77,8 @@ class Client(asyncio.Protocol):
             self.idle.put_nowait(self)
 
     def send(self) -> None:
-        body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
         assert self.transport is not None
-        self.transport.write(REQUEST % (len(body), body))
+        self.transport.write(nginx_request())
 
 
 async def metric(path: str, name: str) -> float:

@@ -35,9 +35,17 @@ from rinha.config import Config
 from rinha.http_client import _Connection
 from rinha.protocol import HttpProtocol
 
-# what Nginx forwards for one k6 payment, and what the emulated processor answers
+# what Nginx forwards for one k6 payment (proxy_http_version 1.1, Connection ""), and what
+# the emulated processor answers
 REQUEST = (b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
            b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s")
+
+
+def nginx_request() -> bytes:
+    """One k6 payment (fresh UUID, 19.90) as Nginx forwards it to an instance."""
+    body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
+    return REQUEST % (len(body), body)
+
 _ANSWER_BODY = b'{"message":"payment processed successfully"}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/json; "
           b"charset=utf-8\r\nDate: Tue, 01 Dec 2026 22:00:00 GMT\r\nServer: Python/3.11 "
@@ -75,10 +83,7 @@ async def run(mode: str, n: int) -> None:
         pool._open.add(conn)
         pool.release(conn)
         connections.append(conn)
-    requests = []
-    for _ in range(n):
-        body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
-        requests.append(REQUEST % (len(body), body))
+    requests = [nginx_request() for _ in range(n)]
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)  # as rinha serve

@@ -169,7 +169,6 @@ class HttpPool:
         # and cancelled per call cost ~0.7 µs, 3,900 of a payment's ~105,700 instructions
         # (callgrind, bench/payment_path.py)
         self._sweep_timer: asyncio.TimerHandle | None = None
-        self._sweep_at = 0.0  # loop time the sweep is due (valid while _sweep_timer is set)
 
     def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         """Send prebuilt request bytes; `done` is called later (never from within send)
@@ -220,13 +219,12 @@ class HttpPool:
     def watch(self, conn: _Connection) -> None:
         """conn has a request out until conn.deadline: fail it then if no answer came."""
         self._out.add(conn)
-        if self._sweep_timer is None or conn.deadline < self._sweep_at:
+        if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():
             self._arm(conn.loop, conn.deadline)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
-        self._sweep_at = at
         self._sweep_timer = loop.call_at(at, self._sweep, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
