@@ -9,7 +9,24 @@ from dataclasses import dataclass, field, fields
 # configuration table are both generated from / checked against this list.
 SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("bind", "RINHA_BIND", "127.0.0.1:9999",
-     "where this instance listens: HOST:PORT or unix:/path.sock (socket chmod 0666)"),
+     "where this instance listens for clients: HOST:PORT or unix:/path.sock"),
+    ("internal_bind", "RINHA_INTERNAL_BIND", "",
+     "where this instance listens for its peers (/internal/*, socket mode 0600); empty: "
+     "unix:<RINHA_DATA_DIR>/internal-<RINHA_INSTANCE_ID>.sock"),
+    ("socket_mode", "RINHA_SOCKET_MODE", "0660",
+     "file mode (octal) of the client unix socket: Nginx's worker must be owner or in the group"),
+    ("data_dir", "RINHA_DATA_DIR", "/tmp/rinha",
+     "this instance's journal (journal-<id>.bin) and the cluster's shared id table (ids.bin); "
+     "every instance of one stack must use the same directory"),
+    ("journal_fsync", "RINHA_JOURNAL_FSYNC", "off",
+     "off: the journal outlives the process (page cache); always: fdatasync before each 202, "
+     "outlives the machine; a number N: fdatasync every N ms (loses at most N ms on power loss)"),
+    ("max_ids", "RINHA_MAX_IDS", "1000000",
+     "correlationIds the shared id table holds until a purge; past it POST /payments gets 503"),
+    ("max_backlog", "RINHA_MAX_BACKLOG", "50000",
+     "payments queued per instance at most; past it POST /payments gets 503 with Retry-After"),
+    ("admin_token", "RINHA_ADMIN_TOKEN", "",
+     "if set, POST /purge-payments needs the header X-Rinha-Token with this value"),
     ("default_url", "RINHA_DEFAULT_URL", "http://127.0.0.1:8001",
      "default processor: http://host:port or unix:/path"),
     ("fallback_url", "RINHA_FALLBACK_URL", "http://127.0.0.1:8002", "fallback processor"),
@@ -40,7 +57,7 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "after this long with no usable processor, send to a slow one rather than hold"),
     ("settle_after_ms", "RINHA_SETTLE_AFTER_MS", "30000",
      "a payment pinned to a processor (outcome unknown) that stays unusable this long is "
-     "looked up there (GET /payments/{id}) and, if absent, freed to go elsewhere"),
+     "looked up there (GET /payments/{id}) and recorded if found; if not, it stays pinned"),
     ("retry_min_ms", "RINHA_RETRY_MIN_MS", "20",
      "first back-off after a failed call; doubles up to RINHA_RETRY_MAX_MS"),
     ("retry_max_ms", "RINHA_RETRY_MAX_MS", "250",
@@ -49,6 +66,12 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "service-health poll period per processor, shared by the whole cluster (its limit: 1/5 s)"),
     ("peer_timeout_ms", "RINHA_PEER_TIMEOUT_MS", "250",
      "a peer that does not answer a summary by then makes the summary fail with 503"),
+    ("peer_connections", "RINHA_PEER_CONNECTIONS", "8",
+     "connections per peer at most (more requests wait for one); idle ones close after 30 s"),
+    ("header_timeout_ms", "RINHA_HEADER_TIMEOUT_MS", "10000",
+     "a request's head and body must arrive within this, or the connection gets 408 and closes"),
+    ("idle_timeout_ms", "RINHA_IDLE_TIMEOUT_MS", "75000",
+     "a client connection idle this long between requests is closed (longer than Nginx's 65 s)"),
     ("drain_ms", "RINHA_DRAIN_MS", "3000",
      "on SIGTERM: how long queued payments and calls in flight may take to finish"),
     ("max_body_bytes", "RINHA_MAX_BODY_BYTES", "4096", "larger request bodies get 413"),
@@ -65,6 +88,13 @@ def _split_addresses(text: str) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class Config:
     bind: str = "127.0.0.1:9999"
+    internal_bind: str = ""
+    socket_mode: str = "0660"
+    data_dir: str = "/tmp/rinha"
+    journal_fsync: str = "off"
+    max_ids: int = 1_000_000
+    max_backlog: int = 50_000
+    admin_token: str = ""
     default_url: str = "http://127.0.0.1:8001"
     fallback_url: str = "http://127.0.0.1:8002"
     peers: tuple[str, ...] = field(default_factory=tuple)
@@ -83,6 +113,9 @@ class Config:
     retry_max_ms: int = 250
     health_interval_ms: int = 5_100
     peer_timeout_ms: int = 250
+    peer_connections: int = 8
+    header_timeout_ms: int = 10_000
+    idle_timeout_ms: int = 75_000
     drain_ms: int = 3_000
     max_body_bytes: int = 4_096
     log_level: str = "INFO"
@@ -90,6 +123,19 @@ class Config:
     @property
     def cluster_size(self) -> int:
         return len(self.peers) + 1
+
+    @property
+    def internal_address(self) -> str:
+        """Where the peers reach this instance (RINHA_INTERNAL_BIND, or its default)."""
+        return self.internal_bind or f"unix:{self.data_dir}/internal-{self.instance_id}.sock"
+
+    @property
+    def journal_path(self) -> str:
+        return os.path.join(self.data_dir, f"journal-{self.instance_id}.bin")
+
+    @property
+    def ids_path(self) -> str:
+        return os.path.join(self.data_dir, "ids.bin")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
