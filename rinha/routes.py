@@ -18,8 +18,9 @@ log = logging.getLogger("rinha.routes")
 Response = bytes | Awaitable[bytes]
 Handler = Callable[[App, bytes, bytes], Response]  # (app, query, body) -> response
 
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found",
-            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
+            404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+            409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content",
             431: "Request Header Fields Too Large", 500: "Internal Server Error",
             503: "Service Unavailable"}
 
