@@ -1,10 +1,12 @@
-"""Command-line entry point: `rinha serve | processor | up | bench`."""
+"""Command-line entry point: `rinha serve | processor | up | bench`, `rinha --version`."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from rinha import __version__
 
 # subcommand -> module exposing add_parser(subparsers); the module's parser sets `handler`
 SUBCOMMANDS = {
@@ -17,6 +19,7 @@ SUBCOMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rinha", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in SUBCOMMANDS.items():
         try:

@@ -1,0 +1,109 @@
+"""The version is written once (rinha.__version__): the installed metadata, `rinha --version`
+and pyproject.toml agree with it; the pins of constraints.txt and the dev extra are exact."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+import rinha
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# runtime dependencies and the build's; constraints.txt pins each of them
+PINNED = ("uvloop", "httptools", "orjson", "aiohttp", "cython", "setuptools")
+LINT_TOOLS = ("ruff", "mypy")
+
+
+def _name(requirement: str) -> str:
+    return Requirement(requirement).name.lower()
+
+
+def _constraints() -> dict[str, Requirement]:
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    reqs = [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+    return {r.name.lower(): r for r in reqs}
+
+
+def test_version_is_a_release_number() -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", rinha.__version__)
+
+
+def test_installed_metadata_has_the_package_version() -> None:
+    assert importlib.metadata.version("rinha") == rinha.__version__
+
+
+def test_pyproject_reads_the_version_from_the_package() -> None:
+    assert "version" not in PYPROJECT["project"]
+    assert "version" in PYPROJECT["project"]["dynamic"]
+    dynamic = PYPROJECT["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "rinha.__version__"}
+
+
+def _printed_version(*command: str) -> str:
+    run = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_module_prints_its_version() -> None:
+    assert _printed_version(sys.executable, "-m", "rinha") == f"rinha {rinha.__version__}\n"
+
+
+def test_console_script_prints_its_version() -> None:
+    script = Path(sysconfig.get_path("scripts")) / "rinha"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (rinha is not installed in this Python)")
+    assert _printed_version(str(script)) == f"rinha {rinha.__version__}\n"
+
+
+def test_license_is_mit_and_shipped() -> None:
+    assert PYPROJECT["project"]["license"] == "MIT"
+    assert PYPROJECT["project"]["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 the rinha authors" in text
+
+
+def test_changelog_has_unreleased_and_the_current_version() -> None:
+    headings = re.findall(r"^## \[([^\]]+)\]", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert headings[0] == "Unreleased"
+    assert rinha.__version__ in headings
+
+
+def test_constraints_pin_every_runtime_and_build_dependency_exactly() -> None:
+    pins = _constraints()
+    for name in PINNED:
+        assert name in pins, f"constraints.txt does not pin {name}"
+        (spec,) = pins[name].specifier
+        assert spec.operator == "==", f"{name} is not pinned exactly: {pins[name]}"
+    declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["build-system"]["requires"]
+    for requirement in map(Requirement, declared):
+        pin = pins[requirement.name.lower()]
+        version = next(iter(pin.specifier)).version
+        assert requirement.specifier.contains(version), f"{pin} is outside {requirement}"
+
+
+def test_lint_tools_are_pinned_in_the_dev_extra() -> None:
+    dev = {_name(r): Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
+    for tool in LINT_TOOLS:
+        (spec,) = dev[tool].specifier
+        assert spec.operator == "==", f"{tool} is not pinned in the dev extra: {dev[tool]}"
+
+
+def test_pre_commit_hooks_use_the_virtualenvs_pinned_tools() -> None:
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"ruff-check", "ruff-format", "mypy"} <= set(hooks)
+    for hook in hooks.values():
+        assert hook["language"] == "system"
+        assert hook["entry"].startswith(".venv/bin/")
