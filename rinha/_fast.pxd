@@ -17,6 +17,8 @@ cdef class Ledger:
     cdef int _resize(self, Py_ssize_t cap) except -1
     cdef int add_c(self, int64_t ms, int64_t cents) except -1
     cdef Py_ssize_t count_c(self, int64_t from_ms, int64_t to_ms, int64_t* cents) noexcept
+    cdef void pairs_c(self, Py_ssize_t start, Py_ssize_t n, unsigned char* out) noexcept
+    cdef int load_c(self, const unsigned char* pairs, Py_ssize_t n) except -1
 
 
 @cython.final
@@ -33,3 +35,46 @@ cdef class IdSet:
     cdef int add_fp(self, uint64_t fp) except -1
     cdef bint contains_fp(self, uint64_t fp) noexcept
     cdef bint discard_fp(self, uint64_t fp) noexcept
+
+
+@cython.final
+cdef class SharedIdSet:
+    # a file mapped MAP_SHARED (see _fast.pyx): a 64-byte header, then _mask + 1 slots of 64 bits
+    cdef unsigned char* _map  # NULL once closed
+    cdef Py_ssize_t _nbytes  # file size
+    cdef uint64_t* _slots
+    cdef uint64_t* _used  # the header's count of used slots, changed atomically
+    cdef uint64_t _mask  # slots - 1
+    cdef uint64_t _limit  # ids held at most: slots * 3 // 4
+    cdef uint64_t _k0  # the file's SipHash key, little-endian halves
+    cdef uint64_t _k1
+    cdef uint64_t _owner  # 0..254
+    cdef object _path
+
+    cdef int _ready(self) except -1
+    cdef uint64_t _fp(self, const unsigned char* raw) noexcept nogil
+    cdef int claim_raw(self, const unsigned char* raw, int64_t cents) noexcept nogil
+    cdef int64_t owner_raw(self, const unsigned char* raw) noexcept nogil
+
+
+@cython.final
+cdef class Journal:
+    # an append-only file of 40-byte records (see _fast.pyx) and the records not yet written
+    cdef int _fd  # O_RDWR | O_APPEND; -1 once closed
+    cdef bint _sync  # fdatasync after each accept
+    cdef unsigned char* _buf  # records buffered since the last write(2)
+    cdef Py_ssize_t _buf_len
+    cdef Py_ssize_t _buf_cap
+    cdef Py_ssize_t _size  # bytes of good data in the file
+    cdef Py_ssize_t _dropped  # bytes the last replay cut off
+    cdef bint _broken  # a failed write left a tail that could not be cut back
+    cdef object _path
+
+    cdef int _ready(self) except -1
+    cdef int _write(self, const unsigned char* data, Py_ssize_t n) except -1
+    cdef int _datasync(self) except -1
+    cdef int append_c(self, int kind, const unsigned char* raw, int64_t cents, int processor,
+                      int64_t ms) except -1
+    cdef int flush_c(self) except -1
+    cdef int _record(self, int kind, object correlation_id, object cents, object processor,
+                     object ms) except -1

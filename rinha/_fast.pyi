@@ -1,14 +1,28 @@
 """Typed API of the compiled hot paths (`rinha/_fast.pyx`); `rinha/_reference.py` is the same API
 in pure Python. Money is int cents; time is int epoch milliseconds (UTC)."""
 
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 __all__ = [
+    "CLAIM_CONFLICT",
+    "CLAIM_FULL",
+    "CLAIM_MINE",
+    "CLAIM_NEW",
+    "CLAIM_OTHER",
+    "J_ACCEPT",
+    "J_ATTEMPT",
+    "J_FINISHED",
+    "J_RELEASED",
+    "J_SNAPSHOT",
+    "J_STORED",
     "MAX_CENTS",
     "MAX_MS",
     "MIN_MS",
     "IdSet",
+    "Journal",
     "Ledger",
+    "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
     "parse_payment",
@@ -23,6 +37,42 @@ MIN_MS: Final[int]
 
 MAX_MS: Final[int]
 """Epoch ms of 9999-12-31T23:59:59.999Z, the last instant `ms_to_iso` can write."""
+
+CLAIM_NEW: Final[int]
+"""0: `SharedIdSet.claim` inserted the id now, under this set's owner."""
+
+CLAIM_MINE: Final[int]
+"""1: the id was already there, claimed by this owner with the same amount."""
+
+CLAIM_OTHER: Final[int]
+"""2: the id was already there, claimed by another owner with the same amount."""
+
+CLAIM_CONFLICT: Final[int]
+"""3: the id was already there with a different amount (whoever claimed it)."""
+
+CLAIM_FULL: Final[int]
+"""4: the id is not there and the table already holds `SharedIdSet.capacity` ids."""
+
+J_ACCEPT: Final[int]
+"""1: journal record: the payment (id, cents) was accepted (written before the 202)."""
+
+J_ATTEMPT: Final[int]
+"""2: journal record: the payment is being sent to processor p with requestedAt ms."""
+
+J_STORED: Final[int]
+"""3: journal record: processor p stored it under requestedAt ms (a ledger entry)."""
+
+J_RELEASED: Final[int]
+"""4: journal record: the attempt to processor p is known not to be stored (a 500, or never
+sent): the payment is free to go anywhere again."""
+
+J_FINISHED: Final[int]
+"""5: journal record: nothing will ever be charged for this payment (a client's duplicate, a
+refusal); it leaves the books."""
+
+J_SNAPSHOT: Final[int]
+"""6: journal block: one processor's whole ledger, written by `Journal.compact`. Never
+returned by `Journal.replay` (it loads it into the ledgers) nor accepted in `pending`."""
 
 def parse_payment(body: bytes | bytearray | memoryview) -> tuple[str, int]:
     """Pull (correlationId, amount) out of a `POST /payments` body.
@@ -100,12 +150,19 @@ class Ledger:
         """Bytes allocated for the columns (capacity, not just the entries in use)."""
 
 class IdSet:
-    """A set of correlationIds for duplicate detection, about 16 bytes per id.
+    """A set of correlationIds for duplicate detection, about 10 bytes per id.
 
     Ids must be canonical 8-4-4-4-12 hex UUID strings; either case is the same id. Only a 64-bit
-    fingerprint of each id's 128 bits is stored (open addressing, linear probing, load factor
-    at most 0.7, doubling on growth), so a new id is taken for one already present with
-    probability about len(self) / 2**64 (5e-14 with a million ids).
+    fingerprint of each id is stored: SipHash-2-4 of its 16 bytes under a random key drawn when
+    the module is imported (a forked child shares its parent's), so ids chosen by a client can
+    neither be made to collide with another's nor to crowd one part of the table. A new id is
+    taken for one already present with probability about len(self) / 2**64 (5e-14 with a
+    million ids).
+
+    The table is an ordered linear-probing table run at a load factor of at most 0.9 and grown
+    by 1.25x: 8.9 to 11.1 bytes per id (10.0 on average over sizes from 1,000 to 1,000,000;
+    the first ids also pay for a 64-slot slack). `rinha._reference.IdSet` keeps the ids
+    themselves and has no fingerprints.
     """
 
     def __init__(self) -> None: ...
@@ -125,3 +182,183 @@ class IdSet:
     @property
     def nbytes(self) -> int:
         """Bytes allocated for the table."""
+
+
+class SharedIdSet:
+    """The correlationIds accepted by every instance of a stack since the last purge: one file,
+    mapped MAP_SHARED by each instance, so that an id accepted by two instances is charged at
+    most once, and claims outlive a SIGKILL of any process (the page cache holds the file).
+
+    File format (little-endian): a 64-byte header, then `slots` 64-bit words.
+
+    - header: magic `b"RINHAIDS"` (8 bytes), format version (uint32, 1), header size (uint32,
+      64), slots (uint64, a power of two), the file's SipHash key (16 random bytes, chosen by
+      whoever creates the file), used slots (uint64, changed with atomic adds), 16 zero bytes;
+    - slot: 0 if empty, else `fingerprint << 16 | owner << 8 | amount tag`, where the
+      fingerprint is the top 48 bits of SipHash-2-4 (file key) of the id's 16 bytes (1 if they
+      are 0), owner the claiming set's `owner`, and the tag the top byte of
+      `cents * 0x9E3779B97F4A7C15 mod 2**64`. Open addressing from slot `fingerprint % slots`,
+      linear probing with wrap-around; slots are never emptied except by `clear`.
+
+    The compiled module inserts with one 64-bit compare-and-swap and counts with an atomic add,
+    so any number of processes may claim at once without a lock. `rinha._reference` reads and
+    writes the same format but takes an flock on the file around each claim: it is safe against
+    itself, not against the compiled module writing at the same moment.
+
+    Two ids share a fingerprint with probability 2**-48: after n ids a new id is wrongly found
+    "already there" with probability about n * 2**-48 (4e-9 at a million ids).
+    """
+
+    def __init__(self, path: str, capacity: int, owner: int) -> None:
+        """Open the table at `path`, or create it there if missing.
+
+        Creating writes a complete file under a temporary name in the same directory (created,
+        mode 0700, if missing), blocks allocated up front, and links it to `path`; if another
+        process linked first, its file is opened instead, so every process ends up on one file
+        and one key. The file is mode 0600: every instance must run as the same user.
+        `capacity` (>= 1, ids held at most) matters only at creation: slots = the smallest
+        power of two >= capacity * 4 / 3; an existing file keeps its own size. `owner` (0..254)
+        marks this instance's claims.
+
+        Raises `rinha.errors.FileFormatError` (a ValueError) if the file has a bad magic,
+        another format version or a size that contradicts its header; ValueError for a
+        capacity or owner out of range; OSError from the file system.
+        """
+    def claim(self, correlation_id: str, cents: int) -> int:
+        """Claim the id for `cents` (>= 0): `CLAIM_NEW` if it was not there and is now (owned by
+        this set's owner), else `CLAIM_MINE`, `CLAIM_OTHER` or `CLAIM_CONFLICT` as for whoever
+        has it, or `CLAIM_FULL` if it is not there and the table already holds `capacity` ids
+        (a few processes racing at the limit may each add one more).
+
+        TypeError if the id is not a str, ValueError if it is not a canonical UUID (either case)
+        or cents < 0, ValueError if closed.
+        """
+    def owner_of(self, correlation_id: str) -> int | None:
+        """The owner that claimed the id, or None (TypeError / ValueError as for `claim`)."""
+    def __contains__(self, correlation_id: object) -> bool:
+        """True if the id was claimed; False for anything that is not a canonical UUID str."""
+    def __len__(self) -> int:
+        """Ids claimed since the last clear, by every process (the header's counter)."""
+    def clear(self) -> None:
+        """Forget every id, for every process at once (purge). Not atomic against claims being
+        made at the same moment: purge when no traffic flows."""
+    def close(self) -> None:
+        """Unmap the file (claims stay in it); any later use raises ValueError. Idempotent."""
+    def __enter__(self) -> SharedIdSet: ...
+    def __exit__(self, *exc_info: object) -> None:
+        """`close()`."""
+    @property
+    def capacity(self) -> int:
+        """Ids the table holds at most: slots * 3 // 4 (>= the capacity it was created with)."""
+    @property
+    def nbytes(self) -> int:
+        """Size of the file: 64 + 8 * slots bytes (16 MiB for capacity 1,000,000)."""
+    @property
+    def path(self) -> str:
+        """The path it was opened with."""
+    @property
+    def owner(self) -> int:
+        """The owner (0..254) this set claims for."""
+
+class Journal:
+    """One instance's append-only log of its payments, so that a restarted instance can rebuild
+    its ledgers, its queue and its pinned payments.
+
+    File format (little-endian): a 16-byte header, magic `b"RINHAJNL"`, format version (uint32,
+    1) and record size (uint32, 40); then 40-byte records:
+
+        0 magic 0xA5 | 1 kind | 2 processor | 3 zero | 4 int64 cents | 12 int64 epoch ms |
+        20 the id's 16 bytes | 36 CRC-32 (zlib's) of bytes 0..35
+
+    `processor` and `ms` are 0 in the kinds that have none. A `J_SNAPSHOT` block is such a
+    record (processor, entry count in the cents field, ms 0, id all zero) followed by the
+    ledger's entries as (epoch ms int64, cents int64) pairs in time order and the CRC-32 of
+    those pairs (4 bytes).
+
+    The file is opened O_RDWR | O_APPEND (mode 0600, its directory created with mode 0700 if
+    missing); every write is one write(2) of whole records. A write error raises OSError after
+    cutting the file back to its last whole record (ftruncate), so no torn record is left for
+    new ones to follow; if even that fails, every write raises OSError until `replay()` or
+    `clear()`. Records reach the page cache at once (they outlive a SIGKILL); `sync=True` or
+    `sync()` also makes them outlive a power cut.
+
+    After a crash, `replay()` before appending: new records written after a torn tail would be
+    cut off by the next replay. Replayed records are Python objects (about 230 bytes each):
+    `compact()` keeps the file short. Not thread-safe; a Journal collected without `close()`
+    loses its buffered records.
+    """
+
+    def __init__(self, path: str, sync: bool = False) -> None:
+        """Open (or create) the journal at `path`; `sync`: fdatasync after each `accept`.
+
+        Raises `rinha.errors.FileFormatError` (a ValueError) if the file is not a journal (bad
+        magic) or of another format version; OSError from the file system.
+        """
+    def accept(self, correlation_id: str, cents: int) -> None:
+        """Record that the payment was accepted: a `J_ACCEPT` record, written at once in one
+        write(2) together with any buffered records before it (file order is call order), then
+        fdatasync'd if the journal was opened with sync=True. Call it before answering 202; on
+        OSError answer 503 (nothing of it is in the file, and the buffer is as it was).
+
+        TypeError / ValueError for an id that is not a canonical UUID str, ValueError if
+        cents < 0 or the journal is closed.
+        """
+    def attempt(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        """Buffer a `J_ATTEMPT` record (no syscall): sent to `processor` (0 default, 1 fallback)
+        with requestedAt `ms`. `flush()` before the request leaves. ValueError for a processor
+        other than 0 or 1; otherwise as `accept`."""
+    def stored(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        """Buffer a `J_STORED` record: `processor` stored the payment under requestedAt `ms`."""
+    def released(self, correlation_id: str, cents: int, processor: int) -> None:
+        """Buffer a `J_RELEASED` record: the attempt to `processor` is known not to be stored."""
+    def finished(self, correlation_id: str, cents: int) -> None:
+        """Buffer a `J_FINISHED` record: nothing will ever be charged for the payment."""
+    def flush(self) -> None:
+        """Write every buffered record with one write(2). OSError as described above (the
+        records stay buffered); ValueError if closed."""
+    def sync(self) -> None:
+        """`flush()`, then fdatasync(2)."""
+    def replay(self, ledgers: Sequence[Ledger]) -> list[tuple[int, str, int, int, int]]:
+        """Read the file from the start (after a `flush()`): snapshot blocks are added to
+        `ledgers` (index 0 default, 1 fallback; each a Ledger of this module, TypeError
+        otherwise), every other record is returned as (kind, correlationId lower-cased, cents,
+        processor, ms), in file order.
+
+        The first record that is short, has a bad magic or CRC, or makes no sense ends the
+        replay, and the file is cut (ftruncate) right before it so that new records follow good
+        data; `dropped_bytes` tells how many bytes went. That is what a crash mid-write leaves
+        at the tail; corruption in the middle of the file (a bad disk) also stops the replay
+        there, and every record after it is lost with it.
+        """
+    def compact(
+        self, ledgers: Sequence[Ledger], pending: Iterable[tuple[int, str, int, int, int]]
+    ) -> None:
+        """Replace the file with: the header, a `J_SNAPSHOT` of `ledgers[0]` and of
+        `ledgers[1]`, then `pending` (tuples as `replay` returns, kinds 1..5) in order, and go on
+        appending to it.
+
+        Buffered records are first flushed to the old file and not carried over: `ledgers` and
+        `pending` must describe the whole state. The new file is written under a temporary
+        name in the same directory and fsync'd, renamed over `path` (atomic: a crash leaves the
+        old file or the new one), and the directory is fsync'd. Every pending tuple is checked
+        before anything is written (TypeError / ValueError).
+        """
+    def clear(self) -> None:
+        """Purge: the file becomes just its header and the buffer is dropped."""
+    def close(self) -> None:
+        """Flush, then close the file; any later use raises ValueError. Idempotent."""
+    def __enter__(self) -> Journal: ...
+    def __exit__(self, *exc_info: object) -> None:
+        """`close()`."""
+    @property
+    def path(self) -> str:
+        """The path it was opened with."""
+    @property
+    def size(self) -> int:
+        """Bytes in the file: header, records flushed and snapshots."""
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes buffered and not yet written (40 per record)."""
+    @property
+    def dropped_bytes(self) -> int:
+        """Bytes the last `replay()` cut off the end of the file (0 if none, or never replayed)."""

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Compiled hot paths: the POST /payments body, ISO-8601 <-> epoch ms, the processor request bytes,
-the sorted cents ledger and the correlationId set. `rinha/_reference.py` is the readable twin with
-the same API and behaviour; the typed API with docstrings is in `_fast.pyi`.
+the sorted cents ledger, the correlationId set, the cluster's shared id table and the journal.
+`rinha/_reference.py` is the readable twin with the same API, behaviour and file formats; the typed
+API with docstrings is in `_fast.pyi`.
 
 Money is int64 cents, time int64 epoch ms. Parsing walks `const unsigned char*` over the body's
 own buffer: no Python object is made per byte, and none at all until the result.
@@ -17,10 +18,18 @@ from cpython.unicode cimport (
     PyUnicode_GET_LENGTH,
     PyUnicode_KIND,
 )
-from libc.stdint cimport INT64_MAX, int64_t, uint64_t
+from libc.errno cimport EINTR, EIO, errno
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 
+import gc
+import os
+import struct
+from errno import EINVAL, ENOSYS, ENOTSUP, EOPNOTSUPP
+
 from rinha.errors import (
+    FileFormatError,
     InvalidPayment,
     InvalidTimestamp,
     R_UTF8,
@@ -40,11 +49,24 @@ from rinha.errors import (
 )
 
 __all__ = [
+    "CLAIM_CONFLICT",
+    "CLAIM_FULL",
+    "CLAIM_MINE",
+    "CLAIM_NEW",
+    "CLAIM_OTHER",
+    "J_ACCEPT",
+    "J_ATTEMPT",
+    "J_FINISHED",
+    "J_RELEASED",
+    "J_SNAPSHOT",
+    "J_STORED",
     "MAX_CENTS",
     "MAX_MS",
     "MIN_MS",
     "IdSet",
+    "Journal",
     "Ledger",
+    "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
     "parse_payment",
@@ -53,12 +75,61 @@ __all__ = [
 
 ctypedef const unsigned char* cstr
 
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <sys/mman.h>
+    #include <unistd.h>
+    #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    #error "rinha/_fast.pyx stores its file formats in host order and needs a little-endian host"
+    #endif
+    /* the shared id table is written by several processes at once: every access to a slot or
+       to the header's counter is one atomic 64-bit operation */
+    static inline uint64_t rinha_load(uint64_t *p) {
+        return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    }
+    static inline void rinha_store(uint64_t *p, uint64_t v) {
+        __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    }
+    static inline int rinha_cas(uint64_t *p, uint64_t *expected, uint64_t desired) {
+        return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_ACQ_REL,
+                                           __ATOMIC_ACQUIRE);
+    }
+    static inline uint64_t rinha_add(uint64_t *p, uint64_t n) {
+        return __atomic_add_fetch(p, n, __ATOMIC_ACQ_REL);
+    }
+    """
+    uint64_t _atomic_load "rinha_load"(uint64_t* p) noexcept nogil
+    void _atomic_store "rinha_store"(uint64_t* p, uint64_t v) noexcept nogil
+    bint _atomic_cas "rinha_cas"(uint64_t* p, uint64_t* expected, uint64_t desired) noexcept nogil
+    uint64_t _atomic_add "rinha_add"(uint64_t* p, uint64_t n) noexcept nogil
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
+    int munmap(void* addr, size_t length) nogil
+    void* MAP_FAILED
+    int PROT_READ
+    int PROT_WRITE
+    int MAP_SHARED
+    Py_ssize_t c_write "write"(int fd, const void* buf, size_t n) nogil
+    int c_ftruncate "ftruncate"(int fd, long length) nogil
+    int c_fdatasync "fdatasync"(int fd) nogil
+    int c_close "close"(int fd) nogil
+
 cdef enum:
     _MAX_DEPTH = 64  # deepest nesting of objects/arrays in a body (the top object is 1)
     _LEDGER_INITIAL = 1024  # entries (16 KiB)
     _IDSET_INITIAL = 1024  # slots (8 KiB), plus the slack
     _IDSET_SLACK = 64  # slots past the last home: the table does not wrap around
     _MS_PER_DAY = 86400000
+    _IDS_HEADER = 64  # bytes before the shared id table's slots
+    _IDS_VERSION = 1
+    _JNL_HEADER = 16  # bytes before the journal's first record
+    _JNL_VERSION = 1
+    _REC = 40  # bytes per journal record
+    _REC_MAGIC = 0xA5  # first byte of every record: zero-filled or torn space does not match
+    _SNAP_CHUNK = 4096  # ledger entries per write(2) of a snapshot (64 KiB)
 
 cdef int64_t _MAX_CENTS = 10000000000000  # largest accepted amount: 100,000,000,000.00
 cdef int64_t _MIN_MS = -62135596800000  # 0001-01-01T00:00:00.000Z
@@ -70,6 +141,19 @@ MAX_CENTS = _MAX_CENTS
 MIN_MS = _MIN_MS
 MAX_MS = _MAX_MS
 
+CLAIM_NEW = 0
+CLAIM_MINE = 1
+CLAIM_OTHER = 2
+CLAIM_CONFLICT = 3
+CLAIM_FULL = 4
+
+J_ACCEPT = 1
+J_ATTEMPT = 2
+J_STORED = 3
+J_RELEASED = 4
+J_FINISHED = 5
+J_SNAPSHOT = 6
+
 # hex digit value of each byte, -1 if none
 cdef signed char _HEX[256]
 memset(_HEX, -1, sizeof(_HEX))
@@ -79,6 +163,22 @@ for _i in range(10):
 for _i in range(6):
     _HEX[65 + _i] = 10 + _i
     _HEX[97 + _i] = 10 + _i
+cdef const char* _HEX_DIGITS = b"0123456789abcdef"
+
+# CRC-32 as zlib computes it (reflected polynomial 0xEDB88320), eight bytes a step: _CRC[k][b]
+# is the CRC of byte b followed by k zero bytes, so eight independent lookups replace a chain of
+# eight dependent ones (a 36-byte record: ~4x faster than a byte at a time)
+cdef uint32_t _CRC[8][256]
+cdef uint32_t _c
+cdef int _k
+for _i in range(256):
+    _c = <uint32_t>_i
+    for _k in range(8):
+        _c = (_c >> 1) ^ 0xEDB88320U if _c & 1 else _c >> 1
+    _CRC[0][_i] = _c
+for _k in range(1, 8):
+    for _i in range(256):
+        _CRC[_k][_i] = (_CRC[_k - 1][_i] >> 8) ^ _CRC[0][_CRC[_k - 1][_i] & 0xFF]
 
 
 cdef inline int64_t _i64(object value) except? -1:
@@ -863,6 +963,56 @@ cdef class Ledger:
         cents[0] = ((self._sums[hi - 1] if hi else 0) - (self._sums[lo - 1] if lo else 0))
         return hi - lo
 
+    cdef void pairs_c(self, Py_ssize_t start, Py_ssize_t n, unsigned char* out) noexcept:
+        """Entries [start, start + n) as packed (epoch ms int64, int cents int64) pairs, the
+        cents taken back out of the prefix sums; 16 bytes each into out."""
+        cdef Py_ssize_t i
+        cdef int64_t cents
+        for i in range(start, start + n):
+            cents = self._sums[i] - (self._sums[i - 1] if i else 0)
+            memcpy(out, &self._ms[i], 8)
+            memcpy(out + 8, &cents, 8)
+            out += 16
+
+    cdef int load_c(self, const unsigned char* pairs, Py_ssize_t n) except -1:
+        """Add n packed (epoch ms int64, int cents int64) pairs, as pairs_c writes them.
+
+        All or nothing: ValueError (negative cents) or OverflowError (the total would leave int64)
+        before any is added. Pairs sorted by time that start at or after the last entry (a
+        snapshot into an empty ledger) are appended in one pass; others go through add_c."""
+        cdef Py_ssize_t i, n0 = self._len
+        cdef int64_t ms, cents, previous
+        cdef int64_t total = self._sums[n0 - 1] if n0 else 0
+        cdef bint in_order = True
+        previous = self._ms[n0 - 1] if n0 else INT64_MIN
+        for i in range(n):
+            memcpy(&ms, pairs + 16 * i, 8)
+            memcpy(&cents, pairs + 16 * i + 8, 8)
+            if cents < 0:
+                raise ValueError("cents must be >= 0")
+            if cents > INT64_MAX - total:
+                raise OverflowError("ledger total would overflow int64")
+            total += cents
+            if ms < previous:
+                in_order = False
+            previous = ms
+        if not in_order:
+            for i in range(n):
+                memcpy(&ms, pairs + 16 * i, 8)
+                memcpy(&cents, pairs + 16 * i + 8, 8)
+                self.add_c(ms, cents)
+            return 0
+        if n0 + n > self._cap:
+            self._resize(n0 + n)
+        total = self._sums[n0 - 1] if n0 else 0
+        for i in range(n):
+            memcpy(&self._ms[n0 + i], pairs + 16 * i, 8)
+            memcpy(&cents, pairs + 16 * i + 8, 8)
+            total += cents
+            self._sums[n0 + i] = total
+        self._len = n0 + n
+        return 0
+
     def add(self, ms, cents):
         self.add_c(_i64(ms), _i64(cents))
 
@@ -885,10 +1035,13 @@ cdef class Ledger:
 
 
 # -- correlationId set --------------------------------------------------------------------------
-# A fingerprint is a 64-bit hash of the UUID's 128 bits. Two different ids share one with
-# probability 2**-64, so after n ids a new id is wrongly taken for a duplicate with probability
-# about n * 2**-64: 5e-14 at n = 1e6, and the chance that any of 1e6 ids ever collides is about
-# n**2 / 2**65 = 3e-8. Only fingerprints are stored, 8 bytes a slot.
+# A fingerprint is SipHash-2-4, under a secret 128-bit key drawn once per process, of the UUID's
+# 16 bytes. Keyed, because an unkeyed hash can be inverted: a client could then pick ids that
+# share a victim's fingerprint (the victim's payment refused as a duplicate) or that share their
+# top bits and pile into one probe run (every insert then shifts the whole run). Two different
+# ids share a fingerprint with probability 2**-64, so after n ids a new id is wrongly taken for a
+# duplicate with probability about n * 2**-64: 5e-14 at n = 1e6, and the chance that any of 1e6
+# ids ever collides is about n**2 / 2**65 = 3e-8. Only fingerprints are stored, 8 bytes a slot.
 #
 # The table is an *ordered* linear-probing table: a fingerprint's home slot grows with its value
 # (home = fp * cap / 2**64, from the top 32 bits), and the slots hold the fingerprints in
@@ -902,53 +1055,167 @@ cdef class Ledger:
 # one ordered pass: every fingerprint goes to max(its new home, the previous one's slot + 1).
 
 
-cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
-    # a 64-bit finalizer: a bijection in which every input bit flips about half the output bits
-    h ^= h >> 33
-    h *= 0xff51afd7ed558ccdULL
-    h ^= h >> 33
-    h *= 0xc4ceb9fe1a85ec53ULL
-    h ^= h >> 33
-    return h
+cdef struct _Sip:
+    uint64_t v0
+    uint64_t v1
+    uint64_t v2
+    uint64_t v3
 
 
-cdef bint _fingerprint(object correlation_id, uint64_t* fp) except -1:
-    """Fingerprint of a canonical UUID str (either case); False if it is not one."""
+cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
+    return (x << b) | (x >> (64 - b))
+
+
+cdef inline void _sip_rounds(_Sip* s, int rounds) noexcept nogil:
+    cdef int r
+    for r in range(rounds):
+        s.v0 += s.v1
+        s.v1 = _rotl(s.v1, 13)
+        s.v1 ^= s.v0
+        s.v0 = _rotl(s.v0, 32)
+        s.v2 += s.v3
+        s.v3 = _rotl(s.v3, 16)
+        s.v3 ^= s.v2
+        s.v0 += s.v3
+        s.v3 = _rotl(s.v3, 21)
+        s.v3 ^= s.v0
+        s.v2 += s.v1
+        s.v1 = _rotl(s.v1, 17)
+        s.v1 ^= s.v2
+        s.v2 = _rotl(s.v2, 32)
+
+
+cdef uint64_t _siphash(uint64_t k0, uint64_t k1, cstr m, Py_ssize_t n) noexcept nogil:
+    """SipHash-2-4 of n bytes under the key (k0, k1), the key's two little-endian halves."""
+    cdef _Sip s
+    cdef uint64_t word, last = (<uint64_t>n) << 56
+    cdef Py_ssize_t i = 0, j
+    s.v0 = k0 ^ 0x736f6d6570736575ULL
+    s.v1 = k1 ^ 0x646f72616e646f6dULL
+    s.v2 = k0 ^ 0x6c7967656e657261ULL
+    s.v3 = k1 ^ 0x7465646279746573ULL
+    while i + 8 <= n:
+        memcpy(&word, m + i, 8)  # little-endian host: the word as SipHash reads it
+        s.v3 ^= word
+        _sip_rounds(&s, 2)
+        s.v0 ^= word
+        i += 8
+    for j in range(n - i):
+        last |= (<uint64_t>m[i + j]) << (8 * j)
+    s.v3 ^= last
+    _sip_rounds(&s, 2)
+    s.v0 ^= last
+    s.v2 ^= 0xff
+    _sip_rounds(&s, 4)
+    return s.v0 ^ s.v1 ^ s.v2 ^ s.v3
+
+
+cdef int _key_words(object key, uint64_t* k0, uint64_t* k1) except -1:
+    """The two halves of a 16-byte SipHash key."""
+    cdef bytes raw = bytes(memoryview(key))  # TypeError for an int, which bytes() would take
+    if len(raw) != 16:
+        raise ValueError(f"a SipHash key is 16 bytes, not {len(raw)}")
+    memcpy(k0, PyBytes_AS_STRING(raw), 8)
+    memcpy(k1, PyBytes_AS_STRING(raw) + 8, 8)
+    return 0
+
+
+_IDSET_KEY = os.urandom(16)  # per process (a fork shares its parent's): never leaves it
+cdef uint64_t _IDSET_K0 = 0, _IDSET_K1 = 0
+_key_words(_IDSET_KEY, &_IDSET_K0, &_IDSET_K1)
+
+
+cdef bint _uuid_raw(object correlation_id, unsigned char* out) except -1:
+    """The 16 bytes of a canonical UUID str (either case) into out; False if it is not one."""
     cdef cstr s
-    cdef uint64_t hi = 0, lo = 0
-    cdef int i, nibbles = 0
-    cdef signed char v
+    cdef int i, n = 0
+    cdef signed char hi, lo
     if not isinstance(correlation_id, str):
         raise TypeError(f"correlation_id must be str, not {type(correlation_id).__name__}")
     if (PyUnicode_GET_LENGTH(correlation_id) != 36
             or PyUnicode_KIND(correlation_id) != PyUnicode_1BYTE_KIND):
         return False
     s = <cstr>PyUnicode_1BYTE_DATA(correlation_id)
-    for i in range(36):
+    if s[8] != c'-' or s[13] != c'-' or s[18] != c'-' or s[23] != c'-':
+        return False
+    i = 0
+    while i < 36:
         if i == 8 or i == 13 or i == 18 or i == 23:
-            if s[i] != c'-':
-                return False
+            i += 1
             continue
-        v = _HEX[s[i]]
-        if v < 0:
+        hi = _HEX[s[i]]
+        lo = _HEX[s[i + 1]]
+        if hi < 0 or lo < 0:
             return False
-        if nibbles < 16:
-            hi = (hi << 4) | <uint64_t>v
-        else:
-            lo = (lo << 4) | <uint64_t>v
-        nibbles += 1
-    fp[0] = _mix(hi ^ _mix(lo ^ 0x9e3779b97f4a7c15ULL))  # distinct lo => distinct inner hash
+        out[n] = <unsigned char>((hi << 4) | lo)
+        n += 1
+        i += 2
+    return True
+
+
+cdef int _uuid_raw_of(object correlation_id, unsigned char* out) except -1:
+    """As _uuid_raw, but ValueError if it is not a canonical UUID."""
+    if not _uuid_raw(correlation_id, out):
+        raise ValueError(f"not a canonical UUID: {correlation_id!r}")
+    return 0
+
+
+cdef object _uuid_str(const unsigned char* raw):
+    """The lower-case 8-4-4-4-12 str of 16 UUID bytes."""
+    cdef object text = PyUnicode_New(36, 127)
+    cdef unsigned char* out = <unsigned char*>PyUnicode_1BYTE_DATA(text)
+    cdef int i
+    for i in range(16):
+        if i == 4 or i == 6 or i == 8 or i == 10:
+            out[0] = c'-'
+            out += 1
+        out[0] = _HEX_DIGITS[raw[i] >> 4]
+        out[1] = _HEX_DIGITS[raw[i] & 15]
+        out += 2
+    return text
+
+
+cdef bint _idset_fp(object correlation_id, uint64_t* fp) except -1:
+    """IdSet fingerprint of a canonical UUID str (either case); False if it is not one."""
+    cdef unsigned char raw[16]
+    if not _uuid_raw(correlation_id, raw):
+        return False
+    fp[0] = _siphash(_IDSET_K0, _IDSET_K1, raw, 16)
     if fp[0] == 0:  # 0 marks an empty slot
         fp[0] = 1
     return True
 
 
-cdef uint64_t _fingerprint_of(object correlation_id) except 0:
+cdef uint64_t _idset_fp_of(object correlation_id) except 0:
     """Fingerprint of a canonical UUID str; ValueError (TypeError) if it is not one (a str)."""
     cdef uint64_t fp
-    if not _fingerprint(correlation_id, &fp):
+    if not _idset_fp(correlation_id, &fp):
         raise ValueError(f"not a canonical UUID: {correlation_id!r}")
     return fp
+
+
+# test hooks: the reference module has the same functions, and the tests check that they agree
+def _siphash24(key, data):
+    """SipHash-2-4 of bytes under a 16-byte key, as an int."""
+    cdef uint64_t k0, k1
+    cdef bytes raw = bytes(memoryview(data))
+    _key_words(key, &k0, &k1)
+    return _siphash(k0, k1, <cstr>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+
+
+def _fingerprint(correlation_id, key):
+    """The IdSet fingerprint of a canonical UUID str under a 16-byte key (0 is taken as 1)."""
+    cdef uint64_t k0, k1, fp
+    cdef unsigned char raw[16]
+    _key_words(key, &k0, &k1)
+    _uuid_raw_of(correlation_id, raw)
+    fp = _siphash(k0, k1, raw, 16)
+    return fp if fp else 1
+
+
+def _idset_key():
+    """This process's IdSet key (compiled module only: the reference IdSet keeps the ids)."""
+    return _IDSET_KEY
 
 
 cdef inline Py_ssize_t _home(uint64_t fp, Py_ssize_t cap) noexcept nogil:
@@ -1063,14 +1330,14 @@ cdef class IdSet:
         return True
 
     def add(self, correlation_id):
-        return self.add_fp(_fingerprint_of(correlation_id)) == 1
+        return self.add_fp(_idset_fp_of(correlation_id)) == 1
 
     def discard(self, correlation_id):
-        self.discard_fp(_fingerprint_of(correlation_id))
+        self.discard_fp(_idset_fp_of(correlation_id))
 
     def __contains__(self, correlation_id):
         cdef uint64_t fp
-        if not isinstance(correlation_id, str) or not _fingerprint(correlation_id, &fp):
+        if not isinstance(correlation_id, str) or not _idset_fp(correlation_id, &fp):
             return False
         return self.contains_fp(fp)
 
@@ -1106,3 +1373,668 @@ cdef class IdSet:
     @property
     def nbytes(self):
         return self._size * sizeof(uint64_t)
+
+
+# -- files shared with other processes ----------------------------------------------------------
+# Both files are little-endian (the extension refuses to build elsewhere) and are read and written
+# by this module and by rinha/_reference.py alike. Opening, creating and checking them is rare and
+# done with the os module; the per-payment paths (claim, accept, replay) are C.
+
+_IDS_MAGIC = b"RINHAIDS"
+_IDS_LAYOUT = struct.Struct("<8sIIQ16sQ16x")  # magic, version, header bytes, slots, key, used
+_JNL_MAGIC = b"RINHAJNL"
+_JNL_LAYOUT = struct.Struct("<8sII")  # magic, version, record bytes
+_NO_FALLOCATE = {EINVAL, ENOSYS, ENOTSUP, EOPNOTSUPP}  # file systems that cannot preallocate
+
+
+def _make_parent(path):
+    """Create path's directory (mode 0700) if missing; return it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return directory
+
+
+def _ids_slots(capacity):
+    """The smallest power of two >= capacity * 4 / 3: capacity ids fit at load <= 0.75."""
+    need = -(-capacity * 4 // 3)
+    return 1 << (need - 1).bit_length()
+
+
+def _check_ids_header(path, header, size):
+    """(slots, key) of a shared id table's header, or FileFormatError."""
+    if len(header) < _IDS_HEADER or header[:8] != _IDS_MAGIC:
+        raise FileFormatError(f"{path}: not a rinha shared id table (bad magic)")
+    _, version, header_size, slots, key, _ = _IDS_LAYOUT.unpack(header)
+    if version != _IDS_VERSION:
+        raise FileFormatError(
+            f"{path}: shared id table format version {version}, this build reads {_IDS_VERSION}")
+    if (header_size != _IDS_HEADER or slots < 2 or slots & (slots - 1)
+            or size != _IDS_HEADER + slots * 8):
+        raise FileFormatError(f"{path}: corrupt shared id table ({slots} slots, {size} bytes)")
+    return slots, key
+
+
+def _create_ids_file(path, capacity):
+    """A new table written whole under a temporary name, then linked to path: a process that
+    opens path sees a complete file or none. Returns an O_RDWR fd of path's file, which is
+    another process's if it linked first."""
+    slots = _ids_slots(capacity)
+    size = _IDS_HEADER + slots * 8
+    directory = _make_parent(path)
+    tmp = os.path.join(
+        directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            # blocks allocated now: a store through the mapping on a full disk would be SIGBUS
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+            os.ftruncate(fd, size)
+        header = _IDS_LAYOUT.pack(_IDS_MAGIC, _IDS_VERSION, _IDS_HEADER, slots, os.urandom(16), 0)
+        os.pwrite(fd, header, 0)
+        os.fsync(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            os.close(fd)
+            fd = -1
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.unlink(tmp)
+    return fd
+
+
+def _open_ids_file(path, capacity):
+    """(fd, size, slots, key) of the shared id table at path, created if missing."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = _create_ids_file(path, capacity)
+    try:
+        size = os.fstat(fd).st_size
+        slots, key = _check_ids_header(path, os.pread(fd, _IDS_HEADER, 0), size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size, slots, key
+
+
+def _check_journal_header(path, header):
+    if len(header) < _JNL_HEADER or header[:8] != _JNL_MAGIC:
+        raise FileFormatError(f"{path}: not a rinha journal (bad magic)")
+    _, version, record = _JNL_LAYOUT.unpack(header)
+    if version != _JNL_VERSION or record != _REC:
+        raise FileFormatError(
+            f"{path}: journal format version {version} with {record}-byte records, "
+            f"this build reads version {_JNL_VERSION} with {_REC}")
+
+
+def _open_journal_file(path):
+    """(fd, size) of the journal at path, opened O_RDWR | O_APPEND and created if missing."""
+    _make_parent(path)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        header = os.pread(fd, _JNL_HEADER, 0)
+        expected = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
+        if len(header) < _JNL_HEADER and expected.startswith(header):  # new, or torn at birth
+            os.ftruncate(fd, 0)
+            if os.write(fd, expected) != _JNL_HEADER:
+                raise OSError(EIO, "short write of the journal header", path)
+        else:
+            _check_journal_header(path, header)
+        size = os.fstat(fd).st_size
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- shared id table ----------------------------------------------------------------------------
+# One file, mapped MAP_SHARED by every instance of the stack: a 64-byte header, then a power of
+# two of 64-bit slots, open addressing with linear probing and wrap-around. A slot is
+#   fingerprint (48 bits, never 0) << 16 | owner (8 bits) << 8 | amount tag (8 bits)
+# and 0 when empty. The fingerprint is the top 48 bits of SipHash-2-4, under the file's own key,
+# of the UUID's 16 bytes: a wrong "already there" after n ids has probability about n * 2**-48
+# (4e-9 at 1e6). A slot goes from 0 to its final value in one compare-and-swap and never changes
+# after that (until clear), so concurrent claims need no lock: the loser of a race for a slot
+# reads the winner's value and either finds its id there or probes on. Nothing is ever deleted,
+# so a probe that meets an empty slot has seen every slot the id could be in.
+
+
+cdef inline uint64_t _amount_tag(int64_t cents) noexcept nogil:
+    # the top byte of a Fibonacci hash: amounts that differ in a few low digits get unrelated tags
+    return (<uint64_t>cents * 0x9E3779B97F4A7C15ULL) >> 56
+
+
+@cython.final
+cdef class SharedIdSet:
+
+    def __cinit__(self, path, capacity, owner):
+        cdef int64_t cap = _i64(capacity)
+        cdef int64_t who = _i64(owner)
+        cdef void* mapped
+        cdef int err
+        self._map = NULL
+        if cap < 1:
+            raise ValueError("capacity must be >= 1")
+        if cap > (1 << 40):
+            raise ValueError("capacity must be <= 2**40")
+        if who < 0 or who > 254:
+            raise ValueError(f"owner must be in 0..254, not {who}")
+        self._path = os.fspath(path)
+        fd, size, slots, key = _open_ids_file(self._path, cap)
+        try:
+            mapped = mmap(NULL, <size_t>size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            if mapped == MAP_FAILED:
+                err = errno
+                raise OSError(err, os.strerror(err), self._path)
+        finally:
+            os.close(fd)  # the mapping keeps the file
+        self._map = <unsigned char*>mapped
+        self._nbytes = size
+        self._slots = <uint64_t*>(self._map + _IDS_HEADER)
+        self._used = <uint64_t*>(self._map + 40)
+        self._mask = slots - 1
+        self._limit = slots * 3 // 4
+        self._owner = who
+        _key_words(key, &self._k0, &self._k1)
+
+    def __dealloc__(self):
+        if self._map != NULL:
+            munmap(self._map, <size_t>self._nbytes)
+
+    cdef int _ready(self) except -1:
+        if self._map == NULL:
+            raise ValueError("SharedIdSet is closed")
+        return 0
+
+    cdef uint64_t _fp(self, const unsigned char* raw) noexcept nogil:
+        cdef uint64_t fp = _siphash(self._k0, self._k1, raw, 16) >> 16
+        return fp if fp else 1
+
+    cdef int claim_raw(self, const unsigned char* raw, int64_t cents) noexcept nogil:
+        """Claim the 16 UUID bytes for cents (>= 0): one of the CLAIM_* codes. The table must be
+        open."""
+        cdef uint64_t fp = self._fp(raw)
+        cdef uint64_t tag = _amount_tag(cents)
+        cdef uint64_t word = (fp << 16) | (self._owner << 8) | tag
+        cdef uint64_t i = fp & self._mask, probes, seen
+        for probes in range(self._mask + 1):
+            seen = _atomic_load(&self._slots[i])
+            if seen == 0:
+                # Checked before the swap, so a few processes racing at the limit may each
+                # add one: the load stays a hair above 0.75 at worst.
+                if _atomic_load(self._used) >= self._limit:
+                    return 4  # CLAIM_FULL
+                if _atomic_cas(&self._slots[i], &seen, word):
+                    _atomic_add(self._used, 1)
+                    return 0  # CLAIM_NEW
+                # another process took this slot first: seen now holds its value
+            if seen >> 16 == fp:
+                if seen & 0xFF != tag:
+                    return 3  # CLAIM_CONFLICT
+                if (seen >> 8) & 0xFF == self._owner:
+                    return 1  # CLAIM_MINE
+                return 2  # CLAIM_OTHER
+            i = (i + 1) & self._mask
+        return 4  # every slot taken (only if the counter was cleared under a claim)
+
+    cdef int64_t owner_raw(self, const unsigned char* raw) noexcept nogil:
+        """Owner of the 16 UUID bytes, -1 if absent. The table must be open."""
+        cdef uint64_t fp = self._fp(raw)
+        cdef uint64_t i = fp & self._mask, probes, seen
+        for probes in range(self._mask + 1):
+            seen = _atomic_load(&self._slots[i])
+            if seen == 0:
+                return -1
+            if seen >> 16 == fp:
+                return <int64_t>((seen >> 8) & 0xFF)
+            i = (i + 1) & self._mask
+        return -1
+
+    def claim(self, correlation_id, cents):
+        cdef unsigned char raw[16]
+        cdef int64_t amount
+        self._ready()
+        _uuid_raw_of(correlation_id, raw)
+        amount = _i64(cents)
+        if amount < 0:
+            raise ValueError("cents must be >= 0")
+        return self.claim_raw(raw, amount)
+
+    def owner_of(self, correlation_id):
+        cdef unsigned char raw[16]
+        cdef int64_t who
+        self._ready()
+        _uuid_raw_of(correlation_id, raw)
+        who = self.owner_raw(raw)
+        return None if who < 0 else who
+
+    def __contains__(self, correlation_id):
+        cdef unsigned char raw[16]
+        self._ready()
+        if not isinstance(correlation_id, str) or not _uuid_raw(correlation_id, raw):
+            return False
+        return self.owner_raw(raw) >= 0
+
+    def __len__(self):
+        self._ready()
+        return _atomic_load(self._used)
+
+    def clear(self):
+        cdef uint64_t i
+        self._ready()
+        for i in range(self._mask + 1):
+            if _atomic_load(&self._slots[i]):  # pages never written stay unwritten
+                _atomic_store(&self._slots[i], 0)
+        _atomic_store(self._used, 0)
+
+    def close(self):
+        if self._map != NULL:
+            munmap(self._map, <size_t>self._nbytes)
+            self._map = NULL
+
+    def __enter__(self):
+        self._ready()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def capacity(self):
+        return self._limit
+
+    @property
+    def nbytes(self):
+        return self._nbytes
+
+    @property
+    def path(self):
+        return self._path
+
+    @property
+    def owner(self):
+        return self._owner
+
+
+# -- journal ------------------------------------------------------------------------------------
+# A 16-byte header, then records of 40 bytes:
+#   0 magic 0xA5 | 1 kind | 2 processor | 3 zero | 4 int64 cents | 12 int64 epoch ms
+#   | 20 the UUID's 16 bytes | 36 CRC-32 of bytes 0..35
+# A snapshot (kind 6) is such a record with the entry count in the cents field, followed by that
+# many (epoch ms int64, cents int64) pairs and the CRC-32 of those pairs (4 bytes).
+
+
+cdef uint32_t _crc32(uint32_t crc, cstr p, Py_ssize_t n) noexcept nogil:
+    """zlib.crc32(p[:n], crc)."""
+    cdef uint32_t lo, hi
+    crc = ~crc
+    while n >= 8:
+        memcpy(&lo, p, 4)  # little-endian host: the first byte is the low one
+        memcpy(&hi, p + 4, 4)
+        lo ^= crc
+        crc = (_CRC[7][lo & 0xFF] ^ _CRC[6][(lo >> 8) & 0xFF] ^ _CRC[5][(lo >> 16) & 0xFF]
+               ^ _CRC[4][lo >> 24] ^ _CRC[3][hi & 0xFF] ^ _CRC[2][(hi >> 8) & 0xFF]
+               ^ _CRC[1][(hi >> 16) & 0xFF] ^ _CRC[0][hi >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        crc = _CRC[0][(crc ^ p[0]) & 0xFF] ^ (crc >> 8)
+        p += 1
+        n -= 1
+    return ~crc
+
+
+def _crc32_of(data, value=0):
+    """zlib.crc32 (test hook: the tests compare the two)."""
+    cdef bytes raw = bytes(memoryview(data))
+    return _crc32(<uint32_t>value, <cstr>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+
+
+cdef void _encode(unsigned char* out, int kind, int processor, const unsigned char* raw,
+                  int64_t cents, int64_t ms) noexcept nogil:
+    cdef uint32_t crc
+    out[0] = _REC_MAGIC
+    out[1] = <unsigned char>kind
+    out[2] = <unsigned char>processor
+    out[3] = 0
+    memcpy(out + 4, &cents, 8)
+    memcpy(out + 12, &ms, 8)
+    if raw == NULL:
+        memset(out + 20, 0, 16)
+    else:
+        memcpy(out + 20, raw, 16)
+    crc = _crc32(0, out, 36)
+    memcpy(out + 36, &crc, 4)
+
+
+cdef int _write_fd(int fd, cstr data, Py_ssize_t n, object path) except -1:
+    """All n bytes with write(2), again after EINTR or a short write; OSError if the kernel
+    refuses (some of the bytes may then be in the file)."""
+    cdef Py_ssize_t done = 0, wrote
+    cdef int err
+    while done < n:
+        wrote = c_write(fd, data + done, <size_t>(n - done))
+        if wrote < 0:
+            err = errno
+            if err == EINTR:
+                continue
+            raise OSError(err, os.strerror(err), path)
+        if wrote == 0:
+            raise OSError(EIO, "write(2) wrote nothing", path)
+        done += wrote
+    return 0
+
+
+cdef int _check_record(int64_t kind, int64_t processor, int64_t cents) except -1:
+    if kind < 1 or kind > 5:
+        raise ValueError(f"record kind must be 1..5, not {kind}")
+    if processor != 0 and processor != 1:
+        raise ValueError(f"processor must be 0 or 1, not {processor}")
+    if cents < 0:
+        raise ValueError("cents must be >= 0")
+    return 0
+
+
+cdef Py_ssize_t _write_snapshot(int fd, Ledger ledger, int processor, object path) except -1:
+    """Write ledger as a snapshot block; its size in bytes."""
+    cdef unsigned char head[_REC]
+    cdef unsigned char tail[4]
+    cdef unsigned char* chunk
+    cdef Py_ssize_t n = ledger._len, start = 0, k
+    cdef uint32_t crc = 0
+    _encode(head, 6, processor, NULL, n, 0)
+    _write_fd(fd, head, _REC, path)
+    chunk = <unsigned char*>PyMem_Malloc(_SNAP_CHUNK * 16)
+    if chunk == NULL:
+        raise MemoryError()
+    try:
+        while start < n:
+            k = min(<Py_ssize_t>_SNAP_CHUNK, n - start)
+            ledger.pairs_c(start, k, chunk)
+            crc = _crc32(crc, chunk, 16 * k)
+            _write_fd(fd, chunk, 16 * k, path)
+            start += k
+    finally:
+        PyMem_Free(chunk)
+    memcpy(tail, &crc, 4)
+    _write_fd(fd, tail, 4, path)
+    return _REC + 16 * n + 4
+
+
+@cython.final
+cdef class Journal:
+
+    def __cinit__(self, path, sync=False):
+        self._fd = -1
+        self._buf = NULL
+        self._buf_len = 0
+        self._buf_cap = 0
+        self._size = 0
+        self._dropped = 0
+        self._broken = False
+        self._sync = bool(sync)
+        self._path = os.fspath(path)
+        fd, size = _open_journal_file(self._path)
+        self._fd = fd
+        self._size = size
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            c_close(self._fd)
+        free(self._buf)
+
+    cdef int _ready(self) except -1:
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        if self._broken:
+            raise OSError(EIO, "the journal's tail could not be cut back after a failed write: "
+                               "replay() or clear() it first", self._path)
+        return 0
+
+    cdef int _write(self, cstr data, Py_ssize_t n) except -1:
+        """Append n bytes to the file: all of them, or none (what a failed write(2) left is cut
+        off again)."""
+        try:
+            _write_fd(self._fd, data, n, self._path)
+        except OSError:
+            if c_ftruncate(self._fd, self._size) != 0:
+                self._broken = True
+            raise
+        self._size += n
+        return 0
+
+    cdef int _datasync(self) except -1:
+        cdef int rc, err
+        with nogil:
+            rc = c_fdatasync(self._fd)
+        if rc != 0:
+            err = errno
+            raise OSError(err, os.strerror(err), self._path)
+        return 0
+
+    cdef int append_c(self, int kind, const unsigned char* raw, int64_t cents, int processor,
+                      int64_t ms) except -1:
+        """Buffer one record (kind, processor and cents already checked)."""
+        cdef Py_ssize_t cap
+        cdef unsigned char* buf
+        self._ready()
+        if self._buf_len + _REC > self._buf_cap:
+            cap = self._buf_cap * 2 if self._buf_cap else 64 * _REC
+            buf = <unsigned char*>realloc(self._buf, <size_t>cap)
+            if buf == NULL:
+                raise MemoryError()
+            self._buf = buf
+            self._buf_cap = cap
+        _encode(self._buf + self._buf_len, kind, processor, raw, cents, ms)
+        self._buf_len += _REC
+        return 0
+
+    cdef int flush_c(self) except -1:
+        self._ready()
+        if self._buf_len:
+            self._write(<cstr>self._buf, self._buf_len)
+            self._buf_len = 0
+        return 0
+
+    cdef int _record(self, int kind, object correlation_id, object cents, object processor,
+                     object ms) except -1:
+        cdef unsigned char raw[16]
+        cdef int64_t amount = _i64(cents), at = _i64(ms), p = _i64(processor)
+        _uuid_raw_of(correlation_id, raw)
+        _check_record(kind, p, amount)
+        return self.append_c(kind, raw, amount, <int>p, at)
+
+    def accept(self, correlation_id, cents):
+        self._record(1, correlation_id, cents, 0, 0)
+        try:
+            self.flush_c()  # earlier buffered records go first, in the same write(2)
+        except BaseException:
+            self._buf_len -= _REC
+            raise
+        if self._sync:
+            self._datasync()
+
+    def attempt(self, correlation_id, cents, processor, ms):
+        self._record(2, correlation_id, cents, processor, ms)
+
+    def stored(self, correlation_id, cents, processor, ms):
+        self._record(3, correlation_id, cents, processor, ms)
+
+    def released(self, correlation_id, cents, processor):
+        self._record(4, correlation_id, cents, processor, 0)
+
+    def finished(self, correlation_id, cents):
+        self._record(5, correlation_id, cents, 0, 0)
+
+    def flush(self):
+        self.flush_c()
+
+    def sync(self):
+        self.flush_c()
+        self._datasync()
+
+    def replay(self, ledgers):
+        cdef Ledger default = ledgers[0], fallback = ledgers[1]
+        cdef Ledger target
+        cdef Py_ssize_t size, pos = _JNL_HEADER
+        cdef const unsigned char* base
+        cdef const unsigned char* rec
+        cdef void* mapped
+        cdef uint32_t crc
+        cdef int64_t cents, ms, count
+        cdef int kind, processor, err
+        cdef list records = []
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        if not self._broken:
+            self.flush_c()
+        size = os.fstat(self._fd).st_size
+        _check_journal_header(self._path, os.pread(self._fd, _JNL_HEADER, 0))
+        mapped = mmap(NULL, <size_t>size, PROT_READ, MAP_SHARED, self._fd, 0)
+        if mapped == MAP_FAILED:
+            err = errno
+            raise OSError(err, os.strerror(err), self._path)
+        base = <const unsigned char*>mapped
+        # a million records are a million tuples: the cyclic GC would walk them again and again
+        # as they pile up, though tuples of ints and strs can form no cycle
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while size - pos >= _REC:
+                rec = base + pos
+                memcpy(&crc, rec + 36, 4)
+                if rec[0] != _REC_MAGIC or crc != _crc32(0, rec, 36):
+                    break
+                kind = rec[1]
+                processor = rec[2]
+                memcpy(&cents, rec + 4, 8)
+                memcpy(&ms, rec + 12, 8)
+                if kind < 1 or kind > 6 or processor > 1 or rec[3] != 0 or cents < 0:
+                    break
+                if kind != 6:
+                    records.append((kind, _uuid_str(rec + 20), cents, processor, ms))
+                    pos += _REC
+                    continue
+                count = cents
+                if count > (size - pos - _REC - 4) // 16:
+                    break  # torn
+                memcpy(&crc, rec + _REC + 16 * count, 4)
+                if crc != _crc32(0, rec + _REC, 16 * count):
+                    break
+                target = default if processor == 0 else fallback
+                target.load_c(rec + _REC, count)
+                pos += _REC + 16 * count + 4
+        finally:
+            if collecting:
+                gc.enable()
+            munmap(mapped, <size_t>size)
+        if pos < size:
+            os.ftruncate(self._fd, pos)
+        self._dropped = size - pos
+        self._size = pos
+        self._broken = False
+        return records
+
+    def compact(self, ledgers, pending):
+        cdef Ledger default = ledgers[0], fallback = ledgers[1]
+        cdef bytearray encoded = bytearray(len(pending) * _REC)
+        cdef unsigned char* out = encoded
+        cdef unsigned char raw[16]
+        cdef int64_t kind, processor, cents, ms
+        cdef Py_ssize_t size
+        cdef int fd, old
+        for item in pending:
+            kind_, correlation_id, cents_, processor_, ms_ = item
+            kind = _i64(kind_)
+            cents = _i64(cents_)
+            processor = _i64(processor_)
+            ms = _i64(ms_)
+            _uuid_raw_of(correlation_id, raw)
+            _check_record(kind, processor, cents)
+            _encode(out, <int>kind, <int>processor, raw, cents, ms)
+            out += _REC
+        self.flush_c()  # to the old file: if the new one never takes its place, nothing is lost
+        directory = os.path.dirname(os.path.abspath(self._path))
+        tmp = f"{self._path}.{os.getpid()}.compact.tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     0o600)
+        try:
+            header = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
+            _write_fd(fd, <cstr>(<bytes>header), _JNL_HEADER, tmp)
+            size = _JNL_HEADER
+            size += _write_snapshot(fd, default, 0, tmp)
+            size += _write_snapshot(fd, fallback, 1, tmp)
+            _write_fd(fd, <cstr>(<unsigned char*>encoded), len(encoded), tmp)
+            size += len(encoded)
+            os.fsync(fd)
+            os.rename(tmp, self._path)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        old = self._fd
+        self._fd = fd
+        self._size = size
+        c_close(old)
+        _fsync_directory(directory)  # the rename itself outlives a power cut
+
+    def clear(self):
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        os.ftruncate(self._fd, _JNL_HEADER)
+        self._buf_len = 0
+        self._size = _JNL_HEADER
+        self._broken = False
+
+    def close(self):
+        if self._fd < 0:
+            return
+        try:
+            if not self._broken:
+                self.flush_c()
+        finally:
+            c_close(self._fd)
+            self._fd = -1
+            self._buf_len = 0
+
+    def __enter__(self):
+        self._ready()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    @property
+    def path(self):
+        return self._path
+
+    @property
+    def size(self):
+        return self._size
+
+    @property
+    def pending_bytes(self):
+        return self._buf_len
+
+    @property
+    def dropped_bytes(self):
+        return self._dropped

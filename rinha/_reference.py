@@ -1,18 +1,27 @@
 """Pure-Python twin of `rinha._fast`: the readable specification, with the same API and behaviour.
 
 Every function and class here has a compiled counterpart in `rinha/_fast.pyx`; the unit tests run
-both against the same cases and against each other. Money is int cents; time is int epoch ms.
+both against the same cases and against each other, and each reads the files the other writes.
+Money is int cents; time is int epoch ms.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
+import fcntl
 import json
+import mmap
 import operator
+import os
 import re
+import struct
 import sys
+import zlib
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
+from itertools import pairwise
 
 from rinha.errors import (
     R_AMOUNT_DUPLICATE,
@@ -29,16 +38,30 @@ from rinha.errors import (
     R_NOT_OBJECT,
     R_TRAILING,
     R_UTF8,
+    FileFormatError,
     InvalidPayment,
     InvalidTimestamp,
 )
 
 __all__ = [
+    "CLAIM_CONFLICT",
+    "CLAIM_FULL",
+    "CLAIM_MINE",
+    "CLAIM_NEW",
+    "CLAIM_OTHER",
+    "J_ACCEPT",
+    "J_ATTEMPT",
+    "J_FINISHED",
+    "J_RELEASED",
+    "J_SNAPSHOT",
+    "J_STORED",
     "MAX_CENTS",
     "MAX_MS",
     "MIN_MS",
     "IdSet",
+    "Journal",
     "Ledger",
+    "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
     "parse_payment",
@@ -49,6 +72,19 @@ MAX_CENTS = 10**13  # largest accepted amount: 100,000,000,000.00
 MIN_MS = -62135596800000  # 0001-01-01T00:00:00.000Z
 MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 MAX_DEPTH = 64  # deepest nesting of objects/arrays accepted in a body (the top object is 1)
+
+CLAIM_NEW = 0  # SharedIdSet.claim: inserted now, under this set's owner
+CLAIM_MINE = 1  # already there: this owner, the same amount
+CLAIM_OTHER = 2  # already there: another owner, the same amount
+CLAIM_CONFLICT = 3  # already there with another amount
+CLAIM_FULL = 4  # not there, and the table holds all it may
+
+J_ACCEPT = 1  # Journal record kinds
+J_ATTEMPT = 2
+J_STORED = 3
+J_RELEASED = 4
+J_FINISHED = 5
+J_SNAPSHOT = 6
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -275,6 +311,32 @@ class Ledger:
         self._cents = []
         self._total = 0
 
+    def _entries(self) -> list[tuple[int, int]]:
+        """(epoch ms, int cents) of every payment, in time order: what a journal snapshot holds."""
+        return list(zip(self._ms, self._cents, strict=True))
+
+    def _load(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Add (epoch ms, int cents) pairs, all or none (ValueError / OverflowError first)."""
+        total = self._total
+        for _, cents in pairs:
+            if cents < 0:
+                raise ValueError("cents must be >= 0")
+            if total + cents > _INT64_MAX:
+                raise OverflowError("ledger total would overflow int64")
+            total += cents
+        times = [ms for ms, _ in pairs]
+        if all(a <= b for a, b in pairwise(times)) and (
+            not self._ms or not times or times[0] >= self._ms[-1]
+        ):
+            self._ms.extend(times)
+            self._cents.extend(cents for _, cents in pairs)
+        else:
+            for ms, cents in pairs:
+                pos = bisect.bisect_right(self._ms, ms)
+                self._ms.insert(pos, ms)
+                self._cents.insert(pos, cents)
+        self._total = total
+
     def __len__(self) -> int:
         return len(self._ms)
 
@@ -323,3 +385,638 @@ class IdSet:
     def nbytes(self) -> int:
         """Approximate: the set's table plus its str objects."""
         return sys.getsizeof(self._ids) + sum(sys.getsizeof(x) for x in self._ids)
+
+
+# -- keyed fingerprints -------------------------------------------------------------------------
+# The compiled IdSet keeps SipHash-2-4 fingerprints of the ids under a per-process key; this IdSet
+# keeps the ids themselves. The functions below are what both modules compute (tests compare
+# them), and what the shared id table below stores.
+
+_M64 = 2**64 - 1
+
+
+def _key_words(key: bytes) -> tuple[int, int]:
+    raw = bytes(memoryview(key))  # TypeError for an int, which bytes() would take
+    if len(raw) != 16:
+        raise ValueError(f"a SipHash key is 16 bytes, not {len(raw)}")
+    k0, k1 = struct.unpack("<QQ", raw)
+    return k0, k1
+
+
+def _sip_rounds(v0: int, v1: int, v2: int, v3: int, rounds: int) -> tuple[int, int, int, int]:
+    for _ in range(rounds):
+        v0 = (v0 + v1) & _M64
+        v1 = ((v1 << 13) | (v1 >> 51)) & _M64
+        v1 ^= v0
+        v0 = ((v0 << 32) | (v0 >> 32)) & _M64
+        v2 = (v2 + v3) & _M64
+        v3 = ((v3 << 16) | (v3 >> 48)) & _M64
+        v3 ^= v2
+        v0 = (v0 + v3) & _M64
+        v3 = ((v3 << 21) | (v3 >> 43)) & _M64
+        v3 ^= v0
+        v2 = (v2 + v1) & _M64
+        v1 = ((v1 << 17) | (v1 >> 47)) & _M64
+        v1 ^= v2
+        v2 = ((v2 << 32) | (v2 >> 32)) & _M64
+    return v0, v1, v2, v3
+
+
+def _siphash24(key: bytes, data: bytes) -> int:
+    """SipHash-2-4 of bytes under a 16-byte key, as an int."""
+    k0, k1 = _key_words(key)
+    data = bytes(memoryview(data))
+    v0 = k0 ^ 0x736F6D6570736575
+    v1 = k1 ^ 0x646F72616E646F6D
+    v2 = k0 ^ 0x6C7967656E657261
+    v3 = k1 ^ 0x7465646279746573
+    whole = len(data) - len(data) % 8
+    for (word,) in struct.iter_unpack("<Q", data[:whole]):
+        v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3 ^ word, 2)
+        v0 ^= word
+    last = ((len(data) & 0xFF) << 56) | int.from_bytes(data[whole:], "little")
+    v0, v1, v2, v3 = _sip_rounds(v0, v1, v2, v3 ^ last, 2)
+    v0, v1, v2, v3 = _sip_rounds(v0 ^ last, v1, v2 ^ 0xFF, v3, 4)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def _uuid_raw(correlation_id: object) -> bytes:
+    """The 16 bytes of a canonical UUID str (either case); TypeError / ValueError otherwise."""
+    return bytes.fromhex(_uuid(correlation_id).replace("-", ""))
+
+
+def _uuid_str(raw: bytes) -> str:
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _fingerprint(correlation_id: str, key: bytes) -> int:
+    """The compiled IdSet's fingerprint of a canonical UUID str under a 16-byte key."""
+    _key_words(key)
+    return _siphash24(key, _uuid_raw(correlation_id)) or 1  # 0 marks an empty slot
+
+
+def _crc32_of(data: bytes, value: int = 0) -> int:
+    return zlib.crc32(bytes(memoryview(data)), value)
+
+
+# -- files shared with other processes ----------------------------------------------------------
+# Little-endian, byte for byte what the compiled module reads and writes.
+
+_IDS_MAGIC = b"RINHAIDS"
+_IDS_VERSION = 1
+_IDS_HEADER = 64
+# magic, version, header bytes, slots, SipHash key, used slots (changed atomically), 16 zero bytes
+_IDS_LAYOUT = struct.Struct("<8sIIQ16sQ16x")
+_IDS_USED = 5  # index of the used-slot counter among the file's 64-bit words
+_JNL_MAGIC = b"RINHAJNL"
+_JNL_VERSION = 1
+_JNL_HEADER = 16
+_JNL_LAYOUT = struct.Struct("<8sII")  # magic, version, record bytes
+_NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}  # cannot preallocate
+
+
+def _make_parent(path: str) -> str:
+    """Create path's directory (mode 0700) if missing; return it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return directory
+
+
+def _ids_slots(capacity: int) -> int:
+    """The smallest power of two >= capacity * 4 / 3: capacity ids fit at load <= 0.75."""
+    need = -(-capacity * 4 // 3)
+    return 1 << (need - 1).bit_length()
+
+
+def _check_ids_header(path: str, header: bytes, size: int) -> tuple[int, bytes]:
+    """(slots, key) of a shared id table's header, or FileFormatError."""
+    if len(header) < _IDS_HEADER or header[:8] != _IDS_MAGIC:
+        raise FileFormatError(f"{path}: not a rinha shared id table (bad magic)")
+    _, version, header_size, slots, key, _ = _IDS_LAYOUT.unpack(header)
+    if version != _IDS_VERSION:
+        raise FileFormatError(
+            f"{path}: shared id table format version {version}, this build reads {_IDS_VERSION}"
+        )
+    if (
+        header_size != _IDS_HEADER
+        or slots < 2
+        or slots & (slots - 1)
+        or size != _IDS_HEADER + slots * 8
+    ):
+        raise FileFormatError(f"{path}: corrupt shared id table ({slots} slots, {size} bytes)")
+    return slots, key
+
+
+def _create_ids_file(path: str, capacity: int) -> int:
+    """A new table written whole under a temporary name, then linked to path: a process that
+    opens path sees a complete file or none. Returns an O_RDWR fd of path's file, which is
+    another process's if it linked first."""
+    slots = _ids_slots(capacity)
+    size = _IDS_HEADER + slots * 8
+    directory = _make_parent(path)
+    tmp = os.path.join(
+        directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    )
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            # blocks allocated now: a store through the mapping on a full disk would be SIGBUS
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+            os.ftruncate(fd, size)
+        header = _IDS_LAYOUT.pack(_IDS_MAGIC, _IDS_VERSION, _IDS_HEADER, slots, os.urandom(16), 0)
+        os.pwrite(fd, header, 0)
+        os.fsync(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            os.close(fd)
+            fd = -1
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
+    finally:
+        os.unlink(tmp)
+    return fd
+
+
+def _open_ids_file(path: str, capacity: int) -> tuple[int, int, int, bytes]:
+    """(fd, size, slots, key) of the shared id table at path, created if missing."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = _create_ids_file(path, capacity)
+    try:
+        size = os.fstat(fd).st_size
+        slots, key = _check_ids_header(path, os.pread(fd, _IDS_HEADER, 0), size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size, slots, key
+
+
+def _check_journal_header(path: str, header: bytes) -> None:
+    if len(header) < _JNL_HEADER or header[:8] != _JNL_MAGIC:
+        raise FileFormatError(f"{path}: not a rinha journal (bad magic)")
+    _, version, record = _JNL_LAYOUT.unpack(header)
+    if version != _JNL_VERSION or record != _REC:
+        raise FileFormatError(
+            f"{path}: journal format version {version} with {record}-byte records, "
+            f"this build reads version {_JNL_VERSION} with {_REC}"
+        )
+
+
+def _open_journal_file(path: str) -> tuple[int, int]:
+    """(fd, size) of the journal at path, opened O_RDWR | O_APPEND and created if missing."""
+    _make_parent(path)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        header = os.pread(fd, _JNL_HEADER, 0)
+        expected = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
+        if len(header) < _JNL_HEADER and expected.startswith(header):  # new, or torn at birth
+            os.ftruncate(fd, 0)
+            if os.write(fd, expected) != _JNL_HEADER:
+                raise OSError(errno.EIO, "short write of the journal header", path)
+        else:
+            _check_journal_header(path, header)
+        size = os.fstat(fd).st_size
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size
+
+
+def _fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- shared id table ----------------------------------------------------------------------------
+
+
+def _amount_tag(cents: int) -> int:
+    """The top byte of a Fibonacci hash of the cents."""
+    return ((cents * 0x9E3779B97F4A7C15) & _M64) >> 56
+
+
+class SharedIdSet:
+    """The cluster's correlationIds, in a file every instance maps MAP_SHARED.
+
+    The compiled twin inserts with one compare-and-swap per id; this one holds an flock on the
+    file around each claim, so it is safe against itself, and shares only the format (not the
+    locking) with the compiled one.
+    """
+
+    __slots__ = ("_path", "_owner", "_fd", "_map", "_words", "_mask", "_limit", "_key", "_nbytes")
+
+    def __init__(self, path: str, capacity: int, owner: int) -> None:
+        capacity, owner = _int64(capacity), _int64(owner)
+        self._map: mmap.mmap | None = None
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        if capacity > 2**40:
+            raise ValueError("capacity must be <= 2**40")
+        if not 0 <= owner <= 254:
+            raise ValueError(f"owner must be in 0..254, not {owner}")
+        self._path = os.fspath(path)
+        fd, size, slots, key = _open_ids_file(self._path, capacity)
+        try:
+            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd  # kept for flock
+        self._words = memoryview(self._map).cast("Q")  # the slots start at word 8
+        self._nbytes = size
+        self._mask = slots - 1
+        self._limit = slots * 3 // 4
+        self._key = key
+        self._owner = owner
+
+    def __del__(self) -> None:
+        if getattr(self, "_map", None) is not None:
+            self.close()
+
+    def _ready(self) -> mmap.mmap:
+        if self._map is None:
+            raise ValueError("SharedIdSet is closed")
+        return self._map
+
+    def _fp(self, raw: bytes) -> int:
+        return (_siphash24(self._key, raw) >> 16) or 1
+
+    def claim(self, correlation_id: str, cents: int) -> int:
+        self._ready()
+        raw = _uuid_raw(correlation_id)
+        cents = _int64(cents)
+        if cents < 0:
+            raise ValueError("cents must be >= 0")
+        fp, tag = self._fp(raw), _amount_tag(cents)
+        words = self._words
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            i = fp & self._mask
+            for _ in range(self._mask + 1):
+                seen = words[8 + i]
+                if seen == 0:
+                    used = words[_IDS_USED]
+                    if used >= self._limit:
+                        return CLAIM_FULL
+                    words[8 + i] = (fp << 16) | (self._owner << 8) | tag
+                    words[_IDS_USED] = used + 1
+                    return CLAIM_NEW
+                if seen >> 16 == fp:
+                    if seen & 0xFF != tag:
+                        return CLAIM_CONFLICT
+                    return CLAIM_MINE if (seen >> 8) & 0xFF == self._owner else CLAIM_OTHER
+                i = (i + 1) & self._mask
+            return CLAIM_FULL
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _owner_of_raw(self, raw: bytes) -> int | None:
+        fp = self._fp(raw)
+        i = fp & self._mask
+        for _ in range(self._mask + 1):
+            seen = self._words[8 + i]
+            if seen == 0:
+                return None
+            if seen >> 16 == fp:
+                return (seen >> 8) & 0xFF
+            i = (i + 1) & self._mask
+        return None
+
+    def owner_of(self, correlation_id: str) -> int | None:
+        self._ready()
+        return self._owner_of_raw(_uuid_raw(correlation_id))
+
+    def __contains__(self, correlation_id: object) -> bool:
+        self._ready()
+        if not isinstance(correlation_id, str) or not _UUID.fullmatch(correlation_id):
+            return False
+        return self._owner_of_raw(_uuid_raw(correlation_id)) is not None
+
+    def __len__(self) -> int:
+        self._ready()
+        return self._words[_IDS_USED]
+
+    def clear(self) -> None:
+        table = self._ready()
+        zeros = bytes(1 << 20)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            for start in range(_IDS_HEADER, self._nbytes, len(zeros)):
+                end = min(start + len(zeros), self._nbytes)
+                table[start:end] = zeros[: end - start]
+            self._words[_IDS_USED] = 0
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._words.release()
+            self._map.close()
+            self._map = None
+            os.close(self._fd)
+
+    def __enter__(self) -> SharedIdSet:
+        self._ready()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def capacity(self) -> int:
+        return self._limit
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def owner(self) -> int:
+        return self._owner
+
+
+# -- journal ------------------------------------------------------------------------------------
+# A 16-byte header, then records of 40 bytes: magic 0xA5, kind, processor, a zero byte, int64
+# cents, int64 epoch ms, the UUID's 16 bytes, and the CRC-32 of those 36 bytes. A snapshot (kind
+# 6) is such a record with the entry count in the cents field, followed by that many
+# (epoch ms int64, cents int64) pairs and the CRC-32 of the pairs (4 bytes).
+
+_REC = 40
+_REC_MAGIC = 0xA5
+_RECORD = struct.Struct("<BBBBqq16s")  # the 36 bytes the CRC covers
+_CRC = struct.Struct("<I")
+_PAIR = struct.Struct("<qq")
+_SNAP_CHUNK = 4096  # ledger entries per write(2) of a snapshot (64 KiB)
+_NO_ID = bytes(16)
+
+Record = tuple[int, str, int, int, int]  # (kind, correlationId, cents, processor, epoch ms)
+
+
+def _encode(kind: int, processor: int, raw: bytes, cents: int, ms: int) -> bytes:
+    body = _RECORD.pack(_REC_MAGIC, kind, processor, 0, cents, ms, raw)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _check_record(kind: int, processor: int, cents: int) -> None:
+    if not 1 <= kind <= 5:
+        raise ValueError(f"record kind must be 1..5, not {kind}")
+    if processor not in (0, 1):
+        raise ValueError(f"processor must be 0 or 1, not {processor}")
+    if cents < 0:
+        raise ValueError("cents must be >= 0")
+
+
+def _write_fd(fd: int, data: bytes | bytearray | memoryview, path: str) -> None:
+    """All of data with write(2), again after a short write; OSError if the kernel refuses (some
+    of the bytes may then be in the file)."""
+    done = 0
+    with memoryview(data) as view:  # released on error too: the caller may resize data
+        while done < len(view):
+            with view[done:] as rest:
+                wrote = os.write(fd, rest)  # retried after EINTR by Python itself
+            if wrote == 0:
+                raise OSError(errno.EIO, "write(2) wrote nothing", path)
+            done += wrote
+
+
+def _ledger(value: object) -> Ledger:
+    if not isinstance(value, Ledger):
+        raise TypeError(f"expected a Ledger, not {type(value).__name__}")
+    return value
+
+
+def _write_snapshot(fd: int, ledger: Ledger, processor: int, path: str) -> int:
+    """Write ledger as a snapshot block; its size in bytes."""
+    entries = ledger._entries()
+    _write_fd(fd, _encode(J_SNAPSHOT, processor, _NO_ID, len(entries), 0), path)
+    crc = 0
+    for start in range(0, len(entries), _SNAP_CHUNK):
+        chunk = b"".join(
+            _PAIR.pack(ms, cents) for ms, cents in entries[start : start + _SNAP_CHUNK]
+        )
+        crc = zlib.crc32(chunk, crc)
+        _write_fd(fd, chunk, path)
+    _write_fd(fd, _CRC.pack(crc), path)
+    return _REC + 16 * len(entries) + 4
+
+
+class Journal:
+    """One instance's append-only log of its payments (see rinha/_fast.pyi)."""
+
+    __slots__ = ("_path", "_fd", "_sync", "_buffer", "_size", "_dropped", "_broken")
+
+    def __init__(self, path: str, sync: bool = False) -> None:
+        self._fd = -1
+        self._buffer = bytearray()  # records since the last write(2)
+        self._dropped = 0
+        self._broken = False  # a failed write left a tail that could not be cut back
+        self._sync = bool(sync)
+        self._path = os.fspath(path)
+        self._fd, self._size = _open_journal_file(self._path)  # _size: bytes of good data
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
+
+    def _ready(self) -> None:
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        if self._broken:
+            raise OSError(
+                errno.EIO,
+                "the journal's tail could not be cut back after a failed write: "
+                "replay() or clear() it first",
+                self._path,
+            )
+
+    def _write(self, data: bytes | bytearray) -> None:
+        """Append data to the file: all of it, or none (what a failed write left is cut off)."""
+        try:
+            _write_fd(self._fd, data, self._path)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._broken = True
+            raise
+        self._size += len(data)
+
+    def _record(self, kind: int, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        cents, ms, processor = _int64(cents), _int64(ms), _int64(processor)
+        raw = _uuid_raw(correlation_id)
+        _check_record(kind, processor, cents)
+        self._ready()
+        self._buffer += _encode(kind, processor, raw, cents, ms)
+
+    def accept(self, correlation_id: str, cents: int) -> None:
+        self._record(J_ACCEPT, correlation_id, cents, 0, 0)
+        try:
+            self.flush()  # earlier buffered records go first, in the same write(2)
+        except BaseException:
+            del self._buffer[-_REC:]
+            raise
+        if self._sync:
+            os.fdatasync(self._fd)
+
+    def attempt(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        self._record(J_ATTEMPT, correlation_id, cents, processor, ms)
+
+    def stored(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        self._record(J_STORED, correlation_id, cents, processor, ms)
+
+    def released(self, correlation_id: str, cents: int, processor: int) -> None:
+        self._record(J_RELEASED, correlation_id, cents, processor, 0)
+
+    def finished(self, correlation_id: str, cents: int) -> None:
+        self._record(J_FINISHED, correlation_id, cents, 0, 0)
+
+    def flush(self) -> None:
+        self._ready()
+        if self._buffer:
+            self._write(self._buffer)
+            self._buffer = bytearray()
+
+    def sync(self) -> None:
+        self.flush()
+        os.fdatasync(self._fd)
+
+    def _read_all(self, size: int) -> bytes:
+        parts, pos = [], 0
+        while pos < size:
+            part = os.pread(self._fd, size - pos, pos)
+            if not part:
+                break
+            parts.append(part)
+            pos += len(part)
+        return b"".join(parts)
+
+    def replay(self, ledgers: Sequence[Ledger]) -> list[Record]:
+        default, fallback = _ledger(ledgers[0]), _ledger(ledgers[1])
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        if not self._broken:
+            self.flush()
+        size = os.fstat(self._fd).st_size
+        _check_journal_header(self._path, os.pread(self._fd, _JNL_HEADER, 0))
+        data = self._read_all(size)
+        size = len(data)
+        records: list[Record] = []
+        pos = _JNL_HEADER
+        while size - pos >= _REC:
+            magic, kind, processor, zero, cents, ms, raw = _RECORD.unpack_from(data, pos)
+            (crc,) = _CRC.unpack_from(data, pos + 36)
+            if magic != _REC_MAGIC or crc != zlib.crc32(data[pos : pos + 36]):
+                break  # torn or corrupt: nothing after it can be trusted
+            if not 1 <= kind <= J_SNAPSHOT or processor > 1 or zero or cents < 0:
+                break
+            if kind != J_SNAPSHOT:
+                records.append((kind, _uuid_str(raw), cents, processor, ms))
+                pos += _REC
+                continue
+            count = cents
+            if count > (size - pos - _REC - 4) // 16:
+                break  # torn
+            start, end = pos + _REC, pos + _REC + 16 * count
+            if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[start:end]):
+                break
+            (default if processor == 0 else fallback)._load(
+                list(_PAIR.iter_unpack(data[start:end]))
+            )
+            pos = end + 4
+        if pos < size:
+            os.ftruncate(self._fd, pos)
+        self._dropped = size - pos
+        self._size = pos
+        self._broken = False
+        return records
+
+    def compact(self, ledgers: Sequence[Ledger], pending: Iterable[Record]) -> None:
+        default, fallback = _ledger(ledgers[0]), _ledger(ledgers[1])
+        encoded = bytearray()
+        for kind, correlation_id, cents, processor, ms in pending:
+            kind, cents, processor, ms = _int64(kind), _int64(cents), _int64(processor), _int64(ms)
+            raw = _uuid_raw(correlation_id)
+            _check_record(kind, processor, cents)
+            encoded += _encode(kind, processor, raw, cents, ms)
+        self.flush()  # to the old file: if the new one never takes its place, nothing is lost
+        directory = os.path.dirname(os.path.abspath(self._path))
+        tmp = f"{self._path}.{os.getpid()}.compact.tmp"
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            _write_fd(fd, _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC), tmp)
+            size = _JNL_HEADER
+            size += _write_snapshot(fd, default, 0, tmp)
+            size += _write_snapshot(fd, fallback, 1, tmp)
+            _write_fd(fd, encoded, tmp)
+            size += len(encoded)
+            os.fsync(fd)
+            os.rename(tmp, self._path)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        old, self._fd, self._size = self._fd, fd, size
+        os.close(old)
+        _fsync_directory(directory)  # the rename itself outlives a power cut
+
+    def clear(self) -> None:
+        if self._fd < 0:
+            raise ValueError("journal is closed")
+        os.ftruncate(self._fd, _JNL_HEADER)
+        self._buffer = bytearray()
+        self._size = _JNL_HEADER
+        self._broken = False
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if not self._broken:
+                self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+            self._buffer = bytearray()
+
+    def __enter__(self) -> Journal:
+        self._ready()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def dropped_bytes(self) -> int:
+        return self._dropped

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidPayment", "InvalidTimestamp"]
+__all__ = ["FileFormatError", "InvalidPayment", "InvalidTimestamp"]
 
 # InvalidPayment reasons: one text for both implementations (tests compare them)
 R_UTF8 = "invalid JSON: body is not UTF-8"
@@ -27,3 +27,8 @@ class InvalidPayment(ValueError):
 
 class InvalidTimestamp(ValueError):
     """A `from`/`to` value that is not an ISO-8601 timestamp (the text is in the message)."""
+
+
+class FileFormatError(ValueError):
+    """A SharedIdSet or Journal file that is not one (bad magic), is of another format version,
+    or whose header contradicts its size; the path is in the message."""

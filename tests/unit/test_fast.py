@@ -10,8 +10,10 @@ import inspect
 import json
 import os
 import random
+import subprocess
 import sys
 import uuid
+import zlib
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -30,11 +32,24 @@ ID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 API = [
+    "CLAIM_CONFLICT",
+    "CLAIM_FULL",
+    "CLAIM_MINE",
+    "CLAIM_NEW",
+    "CLAIM_OTHER",
+    "J_ACCEPT",
+    "J_ATTEMPT",
+    "J_FINISHED",
+    "J_RELEASED",
+    "J_SNAPSHOT",
+    "J_STORED",
     "MAX_CENTS",
     "MAX_MS",
     "MIN_MS",
     "IdSet",
+    "Journal",
     "Ledger",
+    "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
     "parse_payment",
@@ -95,13 +110,25 @@ def test_selector_explains_a_missing_build(monkeypatch: pytest.MonkeyPatch) -> N
 def test_both_modules_export_the_same_api(fast: ModuleType) -> None:
     assert sorted(fast.__all__) == sorted(API)
     assert fast.MAX_CENTS == 10**13
+    claims = ["CLAIM_NEW", "CLAIM_MINE", "CLAIM_OTHER", "CLAIM_CONFLICT", "CLAIM_FULL"]
+    assert [getattr(fast, name) for name in claims] == [0, 1, 2, 3, 4]
+    kinds = ["J_ACCEPT", "J_ATTEMPT", "J_STORED", "J_RELEASED", "J_FINISHED", "J_SNAPSHOT"]
+    assert [getattr(fast, name) for name in kinds] == [1, 2, 3, 4, 5, 6]
     one_ms = timedelta(milliseconds=1)
     assert fast.MIN_MS == (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // one_ms
     assert fast.MAX_MS == (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // one_ms
 
 
 def test_both_modules_have_the_same_signatures(compiled: ModuleType, reference: ModuleType) -> None:
-    for name in ["iso_to_ms", "ms_to_iso", "parse_payment", "payment_body"]:
+    for name in [
+        "iso_to_ms",
+        "ms_to_iso",
+        "parse_payment",
+        "payment_body",
+        "_siphash24",
+        "_fingerprint",
+        "_crc32_of",
+    ]:
         assert (
             inspect.signature(getattr(compiled, name)).parameters.keys()
             == inspect.signature(getattr(reference, name)).parameters.keys()
@@ -113,6 +140,26 @@ def test_both_modules_have_the_same_signatures(compiled: ModuleType, reference: 
         ("IdSet", "add"),
         ("IdSet", "discard"),
         ("IdSet", "clear"),
+        *[
+            ("SharedIdSet", name)
+            for name in ["claim", "owner_of", "clear", "close"]
+        ],
+        *[
+            ("Journal", name)
+            for name in [
+                "accept",
+                "attempt",
+                "stored",
+                "released",
+                "finished",
+                "flush",
+                "sync",
+                "replay",
+                "compact",
+                "clear",
+                "close",
+            ]
+        ],
     ]:
         ours = inspect.signature(getattr(getattr(compiled, cls), method)).parameters.keys()
         theirs = inspect.signature(getattr(getattr(reference, cls), method)).parameters.keys()
@@ -138,6 +185,18 @@ def test_typed_stub_describes_the_compiled_module(compiled: ModuleType) -> None:
                         params = list(inspect.signature(getattr(cls, item.name)).parameters)
                         assert params == [a.arg for a in item.args.args], (node.name, item.name)
     assert sorted(names) == sorted(API) == sorted(compiled.__all__)
+
+
+def test_typed_stub_constructors_match_the_reference(reference: ModuleType) -> None:
+    """A compiled class's __init__ shows no signature (its slot takes *args): the stub's must
+    then be the reference twin's."""
+    tree = ast.parse(Path(reference.__file__).with_name("_fast.pyi").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    params = list(inspect.signature(getattr(reference, node.name)).parameters)
+                    assert ["self", *params] == [a.arg for a in item.args.args], node.name
 
 
 def test_errors_are_value_errors() -> None:
@@ -1121,3 +1180,69 @@ def test_idset_layout_after_growth_and_deletions(compiled: ModuleType) -> None:
         ids.discard(cid)
     _check_layout(ids)
     assert sum(cid in ids for cid in pool) == len(ids) == 5000 - len(pool[::3])
+
+
+# -- keyed fingerprints -------------------------------------------------------------------------
+
+# SipHash-2-4 reference vectors (key 00..0f, message 00..n-1), from the SipHash paper / vectors.h
+SIPHASH_VECTORS = [(0, 0x726FDB47DD0E0E31), (1, 0x74F839C593DC67FD), (8, 0x93F5F5799A932462),
+                   (15, 0xA129CA6149BE45E5), (63, 0x958A324CEB064572)]
+
+
+@pytest.mark.parametrize(("length", "expected"), SIPHASH_VECTORS)
+def test_siphash_reference_vectors(fast: ModuleType, length: int, expected: int) -> None:
+    assert fast._siphash24(bytes(range(16)), bytes(range(length))) == expected
+
+
+@SETTINGS
+@given(key=st.binary(min_size=16, max_size=16), data=st.binary(max_size=40), cid=st.uuids(),
+       upper=st.booleans())
+def test_siphash_and_fingerprint_agree(compiled: ModuleType, reference: ModuleType, key: bytes,
+                                       data: bytes, cid: uuid.UUID, upper: bool) -> None:
+    assert compiled._siphash24(key, data) == reference._siphash24(key, data)
+    text = str(cid).upper() if upper else str(cid)
+    fp = compiled._fingerprint(text, key)
+    assert fp == reference._fingerprint(text, key) == reference._fingerprint(str(cid), key)
+    assert fp == (reference._siphash24(key, cid.bytes) or 1)  # the id's 16 bytes, big-endian
+
+
+def test_fingerprint_depends_on_the_key(fast: ModuleType) -> None:
+    keys = [bytes(16), bytes(15) + b"\x01", bytes(range(16))]
+    assert len({fast._fingerprint(ID, key) for key in keys}) == 3
+    for bad in (b"", bytes(15), bytes(17)):
+        with pytest.raises(ValueError, match="16 bytes"):
+            fast._fingerprint(ID, bad)
+    with pytest.raises(ValueError, match="not a canonical UUID"):
+        fast._fingerprint(ID[:-1], bytes(16))
+    with pytest.raises(TypeError):
+        fast._fingerprint(ID.encode(), bytes(16))
+    with pytest.raises(TypeError):
+        fast._fingerprint(ID, 16)
+
+
+@SETTINGS
+@given(data=st.binary(max_size=300), value=st.integers(0, 2**32 - 1))
+def test_crc32_is_zlibs(fast: ModuleType, data: bytes, value: int) -> None:
+    assert fast._crc32_of(data, value) == zlib.crc32(data, value)
+
+
+def test_idset_stores_the_keyed_fingerprint(compiled: ModuleType) -> None:
+    key = compiled._idset_key()
+    assert isinstance(key, bytes) and len(key) == 16 and key != bytes(16)
+    ids = compiled.IdSet()
+    ids.add(ID.upper())
+    assert ids._contains_fingerprint(compiled._fingerprint(ID, key))
+    assert not ids._contains_fingerprint(compiled._fingerprint(ID, bytes(16)))
+    ids._add_fingerprint(compiled._fingerprint(_POOL[0], key))  # raw inserts: the same id
+    assert _POOL[0] in ids and not ids.add(_POOL[0])
+
+
+def test_idset_key_is_drawn_per_process(compiled: ModuleType) -> None:
+    script = "import rinha._fast as f; print(f._idset_key().hex())"
+    keys = {
+        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                       text=True).stdout.strip()
+        for _ in range(2)
+    }
+    keys.add(compiled._idset_key().hex())
+    assert len(keys) == 3
