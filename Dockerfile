@@ -31,9 +31,13 @@ RUN pip install --no-deps --no-build-isolation . \
     && python3 -I -c 'import rinha._fast'
 
 FROM ${BASE_IMAGE}
+# /sockets: the clients' sockets, reachable by the group 101 of the nginx images' worker;
+# /data: journals, id table and the instances' internal sockets, theirs alone. Docker copies
+# these owners and modes onto empty named volumes mounted there (docker-compose.yml).
 RUN groupadd --gid 10001 rinha \
     && useradd --uid 10001 --gid rinha --no-create-home --shell /usr/sbin/nologin rinha \
-    && install -d -o rinha -g rinha -m 0755 /sockets
+    && install -d -o rinha -g 101 -m 0750 /sockets \
+    && install -d -o rinha -g rinha -m 0700 /data
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \

@@ -59,4 +59,8 @@ build() { # build TAG DOCKERFILE  (host network: the engine may have no bridge f
 have rinha-local/bookworm:minbase || step "debootstrap+import minbase" make_minbase
 have rinha-local/python:bookworm || step "python:bookworm" build rinha-local/python:bookworm python.Dockerfile
 have rinha-local/python-build:bookworm || step "python-build:bookworm" build rinha-local/python-build:bookworm python-build.Dockerfile
-have rinha-local/nginx:bookworm || step "nginx:bookworm" build rinha-local/nginx:bookworm nginx.Dockerfile
+# an nginx image built before it had the user `nginx` (gid 101, the sockets' group) is rebuilt
+nginx_user() { docker run --rm --entrypoint id rinha-local/nginx:bookworm -g nginx 2>/dev/null; }
+if ! have rinha-local/nginx:bookworm || [ "$(nginx_user)" != 101 ]; then
+    step "nginx:bookworm" build rinha-local/nginx:bookworm nginx.Dockerfile
+fi

@@ -8,15 +8,18 @@
    `dockerd` (vfs storage, no iptables, no default bridge) on unix:///run/rinha-docker.sock with
    its data in /var/lib/rinha-docker, and stops it at the end (unless --keep-engine);
 2. base images: `--images local` (default) builds them with docker/build-base-images.sh when
-   missing (debootstrap; no Docker Hub needed); `--images hub` uses python:3.12-slim and
+   missing or stale (debootstrap; no Docker Hub needed); `--images hub` uses python:3.12-slim and
    nginx:1.27-alpine as docker-compose.yml does by default;
 3. builds the rinha image from the Dockerfile (host network: the engine may have no bridge);
 4. starts two emulated processors (docker/processors-compose.yml: payment-processor-default
    and -fallback on the network `payment-processor`), then `docker compose up -d` the project;
 5. posts payments through Nginx, waits until the processors hold them all, and compares
    GET /payments-summary with the processors' admin summaries; checks /internal/ is not
-   proxied and the containers' CPU/memory limits;
-6. tears everything down (volumes and networks included) and exits 0 if all matched.
+   proxied, the sockets' owners and modes, and the containers' CPU/memory limits;
+6. kills api1's process from the host (a crash, not `docker kill`, which counts as a manual
+   stop): payments posted meanwhile are answered 2xx, Docker restarts the container
+   (restart policy), and the summary matches the processors' again;
+7. tears everything down (volumes and networks included) and exits 0 if all matched.
 
 Standard library only; run as root (dockerd and debootstrap need it).
 """
@@ -278,6 +281,124 @@ def check_limits(env: dict[str, str]) -> None:
     print(stats.stdout.rstrip())
 
 
+def post_payments(url: str, count: int, first: int) -> int:
+    for i in range(first, first + count):
+        body = {"correlationId": str(uuid.uuid4()), "amount": round(19.90 + i * 0.01, 2)}
+        status, answer = http("POST", url + "/payments", body)
+        if not 200 <= status < 300:
+            raise Failure(f"POST /payments #{i}: HTTP {status} {answer!r}")
+    return count
+
+
+def check_summary(url: str, default_url: str, fallback_url: str, sent: int) -> None:
+    """The processors end up holding `sent` payments, and our summary agrees with them."""
+    deadline = time.monotonic() + 30
+    while True:
+        theirs = {"default": admin_summary(default_url), "fallback": admin_summary(fallback_url)}
+        stored = sum(int(s["totalRequests"]) for s in theirs.values())
+        if stored >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    deadline = time.monotonic() + 15
+    while (answer := http("GET", url + "/payments-summary"))[0] != 200:
+        if time.monotonic() > deadline:  # a peer still restarting answers 503 for a while
+            raise Failure(f"GET /payments-summary: HTTP {answer[0]} {answer[1]!r}")
+        time.sleep(0.2)
+    ours = json.loads(answer[1])
+    print(f"  ours:   {json.dumps(ours)}")
+    print(
+        "  theirs: "
+        + json.dumps(
+            {
+                k: {"totalRequests": v["totalRequests"], "totalAmount": v["totalAmount"]}
+                for k, v in theirs.items()
+            }
+        )
+    )
+    if stored != sent:
+        raise Failure(f"processors hold {stored} payments, {sent} were accepted")
+    for name in ("default", "fallback"):
+        if int(ours[name]["totalRequests"]) != int(theirs[name]["totalRequests"]) or round(
+            float(ours[name]["totalAmount"]) * 100
+        ) != round(float(theirs[name]["totalAmount"]) * 100):
+            raise Failure(f"{name}: ours {ours[name]} != processor's {theirs[name]}")
+
+
+def container(env: dict[str, str], service: str) -> str:
+    res = sh(
+        [
+            "docker", "ps", "-q",
+            "--filter", f"label=com.docker.compose.project={PROJECT}",
+            "--filter", f"label=com.docker.compose.service={service}",
+        ],
+        env=env,
+        quiet=True,
+    )
+    ids = res.stdout.split()
+    if len(ids) != 1:
+        raise Failure(f"{service}: {len(ids)} running containers")
+    return ids[0]
+
+
+def inspect(env: dict[str, str], cid: str, fmt: str) -> str:
+    return sh(["docker", "inspect", "--format", fmt, cid], env=env, quiet=True).stdout.strip()
+
+
+def check_sockets(env: dict[str, str]) -> None:
+    """Nobody but Nginx's group may reach the clients' sockets; the internal ones and the data
+    dir are the instances' own."""
+    api1 = container(env, "api1")
+    res = sh(
+        ["docker", "exec", api1, "stat", "-c", "%n %a %u:%g",
+         "/sockets", "/sockets/api1.sock", "/data", "/data/internal-0.sock"],
+        env=env,
+        quiet=True,
+    )
+    print(res.stdout.rstrip())
+    seen = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+    expected = {
+        "/sockets": "750 10001:101",
+        "/sockets/api1.sock": "660 10001:101",
+        "/data": "700 10001:10001",
+        "/data/internal-0.sock": "600 10001:101",
+    }
+    if seen != expected:
+        raise Failure(f"owners and modes {seen}, expected {expected}")
+    # the worker's ids, from /proc (no ps in every image)
+    script = (
+        "for p in /proc/[0-9]*; do grep -q 'worker process' $p/cmdline 2>/dev/null"
+        " && grep -E '^(Uid|Gid):' $p/status; done"
+    )
+    res = sh(["docker", "exec", container(env, "nginx"), "sh", "-c", script], env=env, quiet=True)
+    print("  nginx worker: " + " ".join(res.stdout.split()))
+    gids = [line.split()[1:] for line in res.stdout.splitlines() if line.startswith("Gid:")]
+    if not gids or any(g[0] != "101" for g in gids):
+        raise Failure(f"Nginx's worker does not run with gid 101: {res.stdout!r}")
+
+
+def crash_and_restart(env: dict[str, str], url: str, payments: int) -> int:
+    """SIGKILL api1's process from the host; POST meanwhile; wait for Docker's restart."""
+    api1 = container(env, "api1")
+    before = int(inspect(env, api1, "{{.RestartCount}}"))
+    pid = int(inspect(env, api1, "{{.State.Pid}}"))
+    os.kill(pid, signal.SIGKILL)
+    print(f"  api1 ({api1[:12]}): killed pid {pid}")
+    time.sleep(0.1)
+    sent = 0
+    deadline = time.monotonic() + 60
+    while True:
+        sent += post_payments(url, 1, 1000 + sent)
+        count = int(inspect(env, api1, "{{.RestartCount}}"))
+        running = inspect(env, api1, "{{.State.Running}}") == "true"
+        if count > before and running:
+            break
+        if time.monotonic() > deadline:
+            raise Failure(f"api1 not restarted in 60 s (RestartCount {count})")
+        time.sleep(0.05)
+    print(f"  restarted (RestartCount {count}); {sent} payments answered 2xx meanwhile")
+    return sent + post_payments(url, payments, 2000)
+
+
 def run(args: argparse.Namespace) -> None:
     env = dict(os.environ)
     images = dict(HUB_IMAGES if args.images == "hub" else LOCAL_IMAGES)
@@ -303,9 +424,9 @@ def run(args: argparse.Namespace) -> None:
             )
         if args.images == "local":
             missing = [v for v in LOCAL_IMAGES.values() if not image_exists(v, env)]
-            with step(f"base images ({'build' if missing else 'present'})"):
-                if missing:
-                    sh(["bash", str(ROOT / "docker" / "build-base-images.sh")], env=env)
+            with step(f"base images ({'build' if missing else 'present, checked'})"):
+                # the script also rebuilds a stale one (an nginx image without its user 101)
+                sh(["bash", str(ROOT / "docker" / "build-base-images.sh")], env=env)
         with step("build rinha image"):
             build_args = [
                 "--network",
@@ -347,47 +468,18 @@ def run(args: argparse.Namespace) -> None:
                 sh([*up, "logs", "--no-color", "--tail", "40"], env=env, check=False)
                 raise
         with step(f"{args.payments} payments + summary check"):
-            sent = 0
-            for i in range(args.payments):
-                body = {"correlationId": str(uuid.uuid4()), "amount": round(19.90 + i * 0.01, 2)}
-                status, answer = http("POST", url + "/payments", body)
-                if not 200 <= status < 300:
-                    raise Failure(f"POST /payments: HTTP {status} {answer!r}")
-                sent += 1
-            deadline = time.monotonic() + 30
-            while True:
-                theirs = {
-                    "default": admin_summary(default_url),
-                    "fallback": admin_summary(fallback_url),
-                }
-                stored = sum(int(s["totalRequests"]) for s in theirs.values())
-                if stored >= sent or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            status, answer = http("GET", url + "/payments-summary")
-            ours = json.loads(answer)
-            print(f"  ours:   {json.dumps(ours)}")
-            print(
-                "  theirs: "
-                + json.dumps(
-                    {
-                        k: {"totalRequests": v["totalRequests"], "totalAmount": v["totalAmount"]}
-                        for k, v in theirs.items()
-                    }
-                )
-            )
-            if stored != sent:
-                raise Failure(f"processors hold {stored} payments, {sent} were accepted")
-            for name in ("default", "fallback"):
-                if int(ours[name]["totalRequests"]) != int(theirs[name]["totalRequests"]) or round(
-                    float(ours[name]["totalAmount"]) * 100
-                ) != round(float(theirs[name]["totalAmount"]) * 100):
-                    raise Failure(f"{name}: ours {ours[name]} != processor's {theirs[name]}")
+            sent = post_payments(url, args.payments, 0)
+            check_summary(url, default_url, fallback_url, sent)
             status, _ = http("GET", url + "/internal/summary")
             if status != 404:
                 raise Failure(f"GET /internal/summary through Nginx: HTTP {status}, not 404")
+        with step("sockets' owners and modes"):
+            check_sockets(env)
         with step("limits"):
             check_limits(env)
+        with step("api1 crashes: restarted, nothing lost"):
+            sent += crash_and_restart(env, url, args.payments)
+            check_summary(url, default_url, fallback_url, sent)
         print("[compose-test] OK: summary matches the processors", flush=True)
     finally:
         if not args.keep_up and compose:

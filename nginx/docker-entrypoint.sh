@@ -5,20 +5,28 @@
 #   RINHA_UPSTREAMS  space-separated instance addresses (required), e.g.
 #                    "unix:/sockets/api1.sock unix:/sockets/api2.sock"
 #   RINHA_LISTEN     listen address (default 9999)
+#   RINHA_NGINX_USER the workers' user (`user` directive), e.g. nginx; default: none (the
+#                    image's built-in default)
 #   RINHA_NGINX_DIR  where the rendered config, pid and temp files go (default /tmp/rinha-nginx)
 set -eu
 
 template=$(dirname "$0")/nginx.conf.template
 listen=${RINHA_LISTEN:-9999}
 upstreams=${RINHA_UPSTREAMS:?set RINHA_UPSTREAMS to the instances addresses}
+user=${RINHA_NGINX_USER:-}
 dir=${RINHA_NGINX_DIR:-/tmp/rinha-nginx}
 mkdir -p "$dir/temp"
 
-awk -v listen="$listen" -v upstreams="$upstreams" -v dir="$dir" '
+awk -v listen="$listen" -v upstreams="$upstreams" -v dir="$dir" -v user="$user" '
     BEGIN { n = split(upstreams, ups, " ") }
     /^[ \t]*#/ { print; next }
-    /^\$\{RINHA_NGINX_USER\}$/ { next }
-    /^\$\{RINHA_UPSTREAMS\}$/ { for (i = 1; i <= n; i++) print "        server " ups[i] ";"; next }
+    /^\$\{RINHA_NGINX_USER\}$/ { if (user != "") print "user " user ";"; next }
+    /\$\{RINHA_UPSTREAM\}/ {
+        # the server line, once per instance (index/substr: an address is no regex)
+        at = index($0, "${RINHA_UPSTREAM}")
+        for (i = 1; i <= n; i++) print substr($0, 1, at - 1) ups[i] substr($0, at + 17)
+        next
+    }
     {
         gsub(/\$\{RINHA_LISTEN\}/, listen)
         gsub(/\$\{RINHA_PID\}/, dir "/nginx.pid")

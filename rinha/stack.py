@@ -4,26 +4,45 @@ CLI::
 
     rinha up [--port 9999] [--host 127.0.0.1] [--instances 2]
              [--default-port 8001] [--fallback-port 8002]
-             [--default-url URL --fallback-url URL] [--run-dir DIR] [--logs DIR]
+             [--default-url URL --fallback-url URL] [--run-dir DIR] [--data-dir DIR]
+             [--logs DIR] [--no-restart]
 
-Starts the processors (unless both URLs are given), the instances (`rinha serve` on unix
-sockets `<run-dir>/api1.sock` … with RINHA_INSTANCE_ID 0 … N-1) and Nginx (config rendered
-from `nginx/nginx.conf.template`), waits until each answers, prints one line with the URLs,
-then runs until SIGINT/SIGTERM (exit 0) or until a child dies (exit 1, naming it). Either
-way every child gets SIGTERM, then SIGKILL after a timeout, and the sockets are removed.
+Starts the processors (unless both URLs are given), the instances (`rinha serve` with
+RINHA_INSTANCE_ID 0 … N-1, clients on `<run-dir>/api1.sock` …, peers on
+`<data-dir>/internal-0.sock` …) and Nginx (config rendered from `nginx/nginx.conf.template`),
+waits until each answers, prints one line per instance (name, PID, both sockets), the data dir
+and a last line with the URL ("ready"), then runs until SIGINT/SIGTERM (exit 0).
+
+Supervision: an instance that exits while the stack runs, for whatever reason, is started again
+with the same command and environment after a back-off (0.5 s, doubling up to 10 s, back to
+0.5 s once it had stayed up 30 s); it replays its journal from the data dir and resumes the
+payments it had accepted, while Nginx sends everything to the others. Nginx or an emulated
+processor dying stops the stack (exit 1, naming it). On the way out every child gets SIGTERM,
+then SIGKILL after a timeout, and the sockets are removed.
+
+The data dir (RINHA_DATA_DIR of every instance: their journals, the shared id table, the
+internal sockets) is `--data-dir`, else `<run-dir>/data` with --run-dir, else
+`/tmp/rinha-up-<port>`, which is kept after stop so that the next `rinha up` on that port resumes
+what was left unsettled. Run and data dirs must not be reachable by other users (a new one is
+made 0700); the client sockets are 0660, Nginx runs as root for a root run, else as the user.
 
 Python API (tests, benchmarks)::
 
     with Stack(StackConfig(port=0, default_port=0, fallback_port=0)) as info:
         info.url                    # "http://127.0.0.1:PORT" (Nginx)
         info.default_url, info.fallback_url
+        info.sockets, info.internal_sockets, info.data_dir
         info.nginx_pids             # master first, then workers
-        info.instance_pids          # one per instance, in order
-        info.service_pids           # nginx + instances: what the benchmark confines
-    # or: stack = Stack(cfg); info = stack.start(); ...; stack.check(); stack.stop()
+        info.instance_pids          # one per instance, in order, as started
+        info.service_pids           # nginx + instances at start: what the benchmark confines
+    # or: stack = Stack(cfg); info = stack.start(); ...; stack.stop()
+    stack.instance_pids()           # the current ones (an instance gets a new PID on restart)
+    stack.restarts                  # instance restarts so far
+    stack.dead_child()              # a child whose death stops the stack, or None
 
-Port 0 means "pick a free port" (for Nginx and the emulators). Importing this module is cheap:
-subprocess and friends are loaded by `Stack.start`.
+The Python API's data dir defaults to `<run-dir>/data` (a temp run dir, removed on stop, when
+none is given). Port 0 means "pick a free port" (for Nginx and the emulators). Importing this
+module is cheap: subprocess and friends are loaded by `Stack.start`.
 """
 
 from __future__ import annotations
@@ -38,8 +57,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import subprocess
+    import threading
 
 __all__ = [
+    "Backoff",
     "NginxNotFound",
     "Stack",
     "StackConfig",
@@ -53,6 +74,7 @@ __all__ = [
 
 TEMPLATE_NAME = "nginx.conf.template"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+SUN_PATH_MAX = 107  # bytes of a unix socket path, NUL excluded (Linux sockaddr_un)
 
 
 class StackError(RuntimeError):
@@ -77,6 +99,8 @@ class StackConfig:
     default_url: str | None = None  # existing processors: no emulator is started
     fallback_url: str | None = None
     run_dir: str | None = None  # None: a temp dir, removed on stop
+    # journals, id table, internal sockets; None: <run_dir>/data (the CLI's default differs)
+    data_dir: str | None = None
     log_dir: str | None = None  # None: children write to our stdout/stderr
     python: str = sys.executable
     nginx: str | None = None  # None: find_nginx()
@@ -85,6 +109,10 @@ class StackConfig:
     instance_args: tuple[str, ...] = ("-m", "rinha", "serve")
     ready_timeout: float = 30.0  # s, for the whole start
     stop_timeout: float = 5.0  # s per stage before SIGKILL
+    restart_instances: bool = True  # False: an instance's death stops the stack, as Nginx's does
+    restart_first: float = 0.5  # s, back-off before the first restart
+    restart_max: float = 10.0  # s, the back-off doubles up to this
+    restart_reset: float = 30.0  # s up that count as healthy: the back-off starts over
 
 
 @dataclass(frozen=True)
@@ -95,28 +123,55 @@ class StackInfo:
     default_url: str
     fallback_url: str
     run_dir: str
-    sockets: tuple[str, ...]
+    data_dir: str
+    sockets: tuple[str, ...]  # the instances' client sockets, in order
+    internal_sockets: tuple[str, ...]  # where their peers reach them, in order
     nginx_pids: tuple[int, ...]  # master first
-    instance_pids: tuple[int, ...]
+    instance_pids: tuple[int, ...]  # as started: Stack.instance_pids() has the current ones
     processor_pids: tuple[int, ...]  # empty when external processors are used
-
-    @property
-    def nginx_pid(self) -> int:
-        return self.nginx_pids[0]
 
     @property
     def service_pids(self) -> tuple[int, ...]:
         return self.nginx_pids + self.instance_pids
 
 
-class _Child:
-    __slots__ = ("name", "kind", "proc", "log")
+class Backoff:
+    """The delays between the restarts of one crashing instance: `first`, doubling up to `cap`;
+    back to `first` once it had stayed up `reset_after` seconds (it was healthy, then broke)."""
 
-    def __init__(self, name: str, kind: str, proc: subprocess.Popen[bytes], log: Any) -> None:
+    __slots__ = ("first", "cap", "reset_after", "_next")
+
+    def __init__(self, first: float = 0.5, cap: float = 10.0, reset_after: float = 30.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.reset_after = reset_after
+        self._next = first
+
+    def delay(self, uptime: float) -> float:
+        """Seconds to wait before restarting an instance that exited after `uptime` seconds."""
+        if uptime >= self.reset_after:
+            self._next = self.first
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+
+class _Child:
+    __slots__ = ("name", "kind", "proc", "log", "cmd", "env", "started", "backoff", "due",
+                 "restarts")
+
+    def __init__(self, name: str, kind: str, proc: subprocess.Popen[bytes], log: Any,
+                 cmd: list[str], env: dict[str, str]) -> None:
         self.name = name  # "default", "api1", "nginx", …
         self.kind = kind  # "processor" | "instance" | "nginx"
         self.proc = proc
         self.log = log  # open file when logging to files, else None
+        self.cmd = cmd  # what a restart runs again, exactly
+        self.env = env
+        self.started = time.monotonic()
+        self.backoff: Backoff | None = None  # set for the supervised ones
+        self.due: float | None = None  # when it is to be restarted (it exited), else None
+        self.restarts = 0
 
 
 def find_nginx() -> str:
@@ -163,7 +218,8 @@ def render_nginx_conf(
     user: str | None = None,
     template: str | None = None,
 ) -> str:
-    """The Nginx config for these upstreams (`unix:/p.sock` or `host:port`)."""
+    """The Nginx config for these upstreams (`unix:/p.sock` or `host:port`); `user`: the
+    workers' user (`user` directive), none if None."""
     if not upstreams:
         raise ValueError("at least one upstream")
     with open(template or template_path(), encoding="utf-8") as f:
@@ -178,8 +234,8 @@ def render_nginx_conf(
             if user:
                 lines.append(f"user {user};")
             continue
-        if stripped == "${RINHA_UPSTREAMS}":
-            lines.extend(f"        server {u};" for u in upstreams)
+        if "${RINHA_UPSTREAM}" in line:  # the server line, once per instance
+            lines.extend(line.replace("${RINHA_UPSTREAM}", u) for u in upstreams)
             continue
         line = line.replace("${RINHA_LISTEN}", listen)
         line = line.replace("${RINHA_PID}", pid).replace("${RINHA_TEMP}", temp)
@@ -252,6 +308,30 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
+def _private_dir(path: str, what: str) -> str:
+    """`path` made absolute; created 0700 if missing, refused if another user owns it or if
+    others may enter it (the instances' sockets and journals live there)."""
+    path = os.path.abspath(path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise StackError(f"the {what} {path} belongs to uid {st.st_uid}, not to us: pick another")
+    if st.st_mode & 0o027:
+        raise StackError(
+            f"the {what} {path} has mode {st.st_mode & 0o7777:04o}: other users could reach"
+            f" the sockets in it; `chmod 0700 {path}` (or o-rwx,g-w) first"
+        )
+    return path
+
+
+def _check_socket_path(path: str) -> None:
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise StackError(
+            f"socket path {path} is longer than {SUN_PATH_MAX} bytes, the limit of a unix"
+            " socket: use a shorter --run-dir / --data-dir"
+        )
+
+
 class Stack:
     """Processors + instances + Nginx as child processes; `start()` / `stop()` or `with`."""
 
@@ -266,6 +346,11 @@ class Stack:
         self._own_run_dir = False
         self._run_dir = ""
         self._created: list[str] = []  # sockets and pid file of ours, removed on stop
+        self._lock: threading.Lock | None = None  # children's procs vs. the supervisor
+        self._supervisor: threading.Thread | None = None
+        self._halt: threading.Event | None = None  # the supervisor stops restarting
+        self._release: threading.Event | None = None  # its thread may end (see _supervise)
+        self._stopping = False
 
     # -- start ---------------------------------------------------------------------------
 
@@ -281,6 +366,7 @@ class Stack:
 
     def _start(self) -> StackInfo:
         import tempfile
+        import threading
 
         cfg = self.config
         if cfg.instances < 1:
@@ -289,18 +375,32 @@ class Stack:
             raise StackError("give both --default-url and --fallback-url, or neither")
         nginx = cfg.nginx or find_nginx()
         deadline = time.monotonic() + cfg.ready_timeout
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._release = threading.Event()
+        self._stopping = False
 
         if cfg.run_dir:
-            self._run_dir = os.path.abspath(cfg.run_dir)
-            os.makedirs(self._run_dir, exist_ok=True)
+            self._run_dir = _private_dir(cfg.run_dir, "run dir")
         else:
-            self._run_dir = tempfile.mkdtemp(prefix="rinha-up-")
+            self._run_dir = tempfile.mkdtemp(prefix="rinha-up-")  # 0700
             self._own_run_dir = True
         run_dir = self._run_dir
+        data_dir = _private_dir(cfg.data_dir or os.path.join(run_dir, "data"), "data dir")
 
         port = cfg.port or free_port(cfg.host)
         if _port_in_use(cfg.host, port):
             raise StackError(f"port {cfg.host}:{port} is already in use")
+
+        # instances' addresses first: a refusal must come before anything is started
+        sockets = [os.path.join(run_dir, f"api{i + 1}.sock") for i in range(cfg.instances)]
+        internal = [os.path.join(data_dir, f"internal-{i}.sock") for i in range(cfg.instances)]
+        for path in (*sockets, *internal):
+            _check_socket_path(path)
+            if os.path.exists(path):
+                if _connects(f"unix:{path}"):
+                    raise StackError(f"{path} is in use by another process")
+                os.unlink(path)
 
         # processors
         processor_pids: list[int] = []
@@ -325,26 +425,26 @@ class Stack:
             default_url, fallback_url = urls
 
         # instances
-        sockets = [os.path.join(run_dir, f"api{i + 1}.sock") for i in range(cfg.instances)]
-        for path in sockets:
-            if os.path.exists(path):
-                if _connects(f"unix:{path}"):
-                    raise StackError(f"{path} is in use by another process")
-                os.unlink(path)
         instance_children = []
         for i, path in enumerate(sockets):
             env = dict(os.environ)
             env.update(cfg.env)
             env.update(
                 RINHA_BIND=f"unix:{path}",
-                RINHA_PEERS=",".join(f"unix:{p}" for p in sockets if p != path),
+                RINHA_INTERNAL_BIND=f"unix:{internal[i]}",
+                # peers talk to each other on their internal sockets, never on the clients'
+                RINHA_PEERS=",".join(f"unix:{p}" for p in internal if p != internal[i]),
                 RINHA_INSTANCE_ID=str(i),
+                RINHA_DATA_DIR=data_dir,
                 RINHA_DEFAULT_URL=default_url,
                 RINHA_FALLBACK_URL=fallback_url,
             )
             cmd = [cfg.python, *cfg.instance_args]
-            self._created.append(path)
-            instance_children.append(self._spawn(f"api{i + 1}", "instance", cmd, env))
+            self._created += [path, internal[i]]
+            child = self._spawn(f"api{i + 1}", "instance", cmd, env)
+            if cfg.restart_instances:
+                child.backoff = Backoff(cfg.restart_first, cfg.restart_max, cfg.restart_reset)
+            instance_children.append(child)
         for child, path in zip(instance_children, sockets, strict=True):
             self._wait_ready(child, f"unix:{path}", deadline)
 
@@ -375,30 +475,44 @@ class Stack:
             default_url=default_url,
             fallback_url=fallback_url,
             run_dir=run_dir,
+            data_dir=data_dir,
             sockets=tuple(sockets),
+            internal_sockets=tuple(internal),
             nginx_pids=(nginx_child.proc.pid, *_children_of(nginx_child.proc.pid)),
             instance_pids=tuple(c.proc.pid for c in instance_children),
             processor_pids=tuple(processor_pids),
         )
+        if cfg.restart_instances:
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="rinha-up-supervisor", daemon=True
+            )
+            self._supervisor.start()
         return self.info
 
     def _spawn(self, name: str, kind: str, cmd: list[str], env: dict[str, str]) -> _Child:
-        import subprocess
-        import threading
-
         log = None
         if self.config.log_dir:
             os.makedirs(self.config.log_dir, exist_ok=True)
-            log = open(os.path.join(self.config.log_dir, f"{name}.log"), "ab")
-        preexec = None
-        if threading.current_thread() is threading.main_thread():
-            # PDEATHSIG is tied to the forking *thread*: only safe from the main thread
-            preexec = _die_with_parent
+            log = open(os.path.join(self.config.log_dir, f"{name}.log"), "ab")  # noqa: SIM115
         # children run the very rinha that runs us, installed or not
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(env)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        proc = subprocess.Popen(
+        child = _Child(name, kind, self._popen(cmd, env, log), log, cmd, env)
+        self.children.append(child)
+        return child
+
+    def _popen(self, cmd: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+        import subprocess
+        import threading
+
+        preexec = None
+        here = threading.current_thread()
+        if here is threading.main_thread() or here is self._supervisor:
+            # PDEATHSIG is tied to the forking *thread*: only from one that lives as long as
+            # the stack (a to_thread worker of `async with` may end first)
+            preexec = _die_with_parent
+        return subprocess.Popen(
             cmd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -409,9 +523,6 @@ class Stack:
             start_new_session=True,
             preexec_fn=preexec,
         )
-        child = _Child(name, kind, proc, log)
-        self.children.append(child)
-        return child
 
     def _wait_ready(self, child: _Child, address: str, deadline: float) -> None:
         while True:
@@ -437,7 +548,14 @@ class Stack:
 
         last = ""
         while True:
-            self._raise_if_dead()
+            # no supervisor yet: any death during the start fails it
+            for child in self.children:
+                code = child.proc.poll()
+                if code is not None:
+                    raise StackError(
+                        f"{child.name} ({child.kind}, pid {child.proc.pid}) exited with"
+                        f" {_describe_exit(code)}"
+                    )
             try:
                 with urllib.request.urlopen(url, timeout=2) as resp:
                     if resp.status == 200:
@@ -454,30 +572,93 @@ class Stack:
     # -- running -------------------------------------------------------------------------
 
     def dead_child(self) -> tuple[str, str, int, int] | None:
-        """(name, kind, pid, exit code) of the first child that exited, or None."""
+        """(name, kind, pid, exit code) of the first child whose death stops the stack (Nginx,
+        a processor; an instance only when restart_instances is off), or None."""
         for child in self.children:
+            if child.backoff is not None:  # supervised: restarted, not fatal
+                continue
             code = child.proc.poll()
             if code is not None:
                 return child.name, child.kind, child.proc.pid, code
         return None
 
-    def _raise_if_dead(self) -> None:
-        dead = self.dead_child()
-        if dead is not None:
-            name, kind, pid, code = dead
-            raise StackError(f"{name} ({kind}, pid {pid}) exited with {_describe_exit(code)}")
+    def instance_pids(self) -> tuple[int, ...]:
+        """The instances' PIDs now, in order (an instance waiting to restart: its last one)."""
+        lock = self._lock
+        if lock is None:
+            return ()
+        with lock:
+            return tuple(c.proc.pid for c in self.children if c.kind == "instance")
 
-    def check(self) -> None:
-        """StackError if any child has exited."""
-        self._raise_if_dead()
+    @property
+    def restarts(self) -> int:
+        """How many times an instance has been restarted since start()."""
+        return sum(c.restarts for c in self.children if c.kind == "instance")
+
+    def _supervise(self) -> None:
+        """The supervisor thread: restart every instance that exits, after its back-off."""
+        assert self._halt is not None and self._lock is not None and self._release is not None
+        while not self._halt.wait(0.1):
+            with self._lock:
+                if self._stopping:
+                    break
+                now = time.monotonic()
+                for child in self.children:
+                    if child.backoff is not None:
+                        self._tend(child, now)
+        # the restarted instances' PDEATHSIG fires when this thread ends: stay until stop()
+        # has stopped them in order (Nginx first)
+        self._release.wait()
+
+    def _tend(self, child: _Child, now: float) -> None:
+        """One look at one supervised instance (lock held): note its exit, or restart it."""
+        assert child.backoff is not None
+        if child.due is None:
+            code = child.proc.poll()
+            if code is None:
+                return
+            delay = child.backoff.delay(now - child.started)
+            child.due = now + delay
+            _say(
+                f"{child.name} (instance, pid {child.proc.pid}) exited with"
+                f" {_describe_exit(code)}; restarting it in {delay:g}s"
+            )
+            return
+        if now < child.due:
+            return
+        old_pid, code = child.proc.pid, child.proc.returncode
+        try:
+            child.proc = self._popen(child.cmd, child.env, child.log)
+        except OSError as exc:  # e.g. out of processes: try again after a longer back-off
+            delay = child.backoff.delay(0.0)
+            child.due = now + delay
+            _say(f"{child.name}: restart failed ({exc}); next try in {delay:g}s")
+            return
+        child.started = now
+        child.due = None
+        child.restarts += 1
+        _say(
+            f"{child.name} (instance, pid {old_pid}, {_describe_exit(code)}) restarted:"
+            f" new pid {child.proc.pid} (restart {child.restarts})"
+        )
 
     # -- stop ----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """SIGTERM Nginx, then the instances, then the processors (SIGKILL after
         stop_timeout each); remove the sockets (and the run dir if it was ours)."""
+        if self._lock is not None:
+            with self._lock:  # no restart from here on
+                self._stopping = True
+        if self._halt is not None:
+            self._halt.set()
         for kind in ("nginx", "instance", "processor"):
             self._stop_group([c for c in self.children if c.kind == kind])
+        if self._release is not None:
+            self._release.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         for child in self.children:
             if child.log is not None:
                 child.log.close()
@@ -532,6 +713,10 @@ class Stack:
         import asyncio
 
         await asyncio.to_thread(self.stop)
+
+
+def _say(message: str) -> None:
+    print(f"rinha up: {message}", file=sys.stderr, flush=True)
 
 
 def _killpg(pgid: int, sig: signal.Signals) -> None:
@@ -590,8 +775,21 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--default-url", help="use this default processor instead of an emulator")
     parser.add_argument("--fallback-url", help="use this fallback processor instead of an emulator")
-    parser.add_argument("--run-dir", help="sockets and Nginx files go here (default: a temp dir)")
+    parser.add_argument(
+        "--run-dir", help="client sockets and Nginx files go here (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="the instances' journals, shared id table and internal sockets, kept across"
+        " restarts (default: RUN_DIR/data with --run-dir, else /tmp/rinha-up-PORT, kept after"
+        " stop: the next run on that port resumes what was left unsettled)",
+    )
     parser.add_argument("--logs", metavar="DIR", help="write each child's output to DIR/NAME.log")
+    parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="an instance that exits stops the stack instead of being restarted",
+    )
     parser.add_argument(
         "--ready-timeout",
         type=float,
@@ -605,8 +803,17 @@ class _Stop(Exception):
     pass
 
 
+def _default_data_dir(run_dir: str | None, port: int) -> str | None:
+    """--data-dir's default: in the run dir, else one per port that outlives the stack (None,
+    the temp run dir's, for port 0: a random port would never be seen again)."""
+    if run_dir:
+        return os.path.join(run_dir, "data")
+    return f"/tmp/rinha-up-{port}" if port else None
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the stack until a signal (exit 0) or a child's death (exit 1)."""
+    """Run the stack until a signal (exit 0) or the death of Nginx or a processor (exit 1);
+    instances that exit are restarted (unless --no-restart)."""
     config = StackConfig(
         port=args.port,
         host=args.host,
@@ -616,8 +823,10 @@ def run(args: argparse.Namespace) -> int:
         default_url=args.default_url,
         fallback_url=args.fallback_url,
         run_dir=args.run_dir,
+        data_dir=args.data_dir or _default_data_dir(args.run_dir, args.port),
         log_dir=args.logs,
         ready_timeout=args.ready_timeout,
+        restart_instances=not args.no_restart,
     )
     stack = Stack(config)
     stopping: list[str] = []
@@ -639,6 +848,15 @@ def run(args: argparse.Namespace) -> int:
         except StackError as exc:
             print(f"rinha up: {exc}", file=sys.stderr)
             return 1
+        for name, pid, sock, internal in zip(
+            (f"api{i + 1}" for i in range(len(info.sockets))),
+            info.instance_pids,
+            info.sockets,
+            info.internal_sockets,
+            strict=True,
+        ):
+            print(f"rinha up: {name} pid {pid}, clients unix:{sock}, peers unix:{internal}")
+        print(f"rinha up: data dir {info.data_dir} (journals and the id table)")
         print(
             f"rinha up: {info.url} ready ({len(info.instance_pids)} instances;"
             f" default {info.default_url}, fallback {info.fallback_url};"

@@ -96,16 +96,41 @@ def test_at_least_two_instances_of_our_image(services: dict[str, dict]) -> None:
         assert "BASE_IMAGE" in (build.get("args") or {}), f"{name}: BASE_IMAGE build arg"
 
 
+def internal_address(env: dict[str, str]) -> str:
+    """Where an instance listens for its peers: RINHA_INTERNAL_BIND, else its default (see
+    rinha/config.py: internal_bind)."""
+    data_dir = env.get("RINHA_DATA_DIR", "/tmp/rinha")
+    return env.get("RINHA_INTERNAL_BIND") or (
+        f"unix:{data_dir}/internal-{env.get('RINHA_INSTANCE_ID', '0')}.sock"
+    )
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> volume name (or host path) of a service's short-syntax mounts."""
+    out = {}
+    for volume in service.get("volumes") or []:
+        source, target = str(volume).split(":")[:2]
+        out[target] = source
+    return out
+
+
 def test_instances_form_one_cluster(services: dict[str, dict]) -> None:
     apis = instances(services)
     binds = {n: s["environment"]["RINHA_BIND"] for n, s in apis.items()}
     assert all(b.startswith("unix:/") for b in binds.values()), binds
     assert len(set(binds.values())) == len(binds), "each instance binds its own socket"
+    internal = {n: internal_address(s["environment"]) for n, s in apis.items()}
+    assert all(a.startswith("unix:/") for a in internal.values()), internal
+    assert len(set(internal.values())) == len(internal), "each its own internal socket"
+    assert not set(internal.values()) & set(binds.values())
     ids = sorted(int(s["environment"]["RINHA_INSTANCE_ID"]) for s in apis.values())
     assert ids == list(range(len(apis))), "RINHA_INSTANCE_ID: 0..N-1, each once"
     for name, service in apis.items():
         peers = set(filter(None, service["environment"].get("RINHA_PEERS", "").split(",")))
-        assert peers == set(binds.values()) - {binds[name]}, f"{name}: peers = the others"
+        # the peers talk on their internal sockets (/internal/* is served nowhere else)
+        assert peers == set(internal.values()) - {internal[name]}, (
+            f"{name}: peers = the others' internal addresses"
+        )
         env = service["environment"]
         assert env["RINHA_DEFAULT_URL"] == "http://payment-processor-default:8080"
         assert env["RINHA_FALLBACK_URL"] == "http://payment-processor-fallback:8080"
@@ -142,6 +167,61 @@ def test_sockets_are_shared_through_a_volume(compose: dict, services: dict[str, 
         assert vols and vols[0] in compose.get("volumes", {}), (
             f"{name}: named volume at {socket_dir}"
         )
+
+
+def test_instances_share_a_data_dir_that_outlives_them(
+    compose: dict, services: dict[str, dict]
+) -> None:
+    apis = instances(services)
+    data_dirs = {s["environment"].get("RINHA_DATA_DIR") for s in apis.values()}
+    assert len(data_dirs) == 1 and None not in data_dirs, "one RINHA_DATA_DIR for all (ids.bin)"
+    data_dir = data_dirs.pop()
+    volumes = {mounts(s).get(data_dir) for s in apis.values()}
+    assert len(volumes) == 1, f"every instance mounts the same volume at {data_dir}: {volumes}"
+    volume = volumes.pop()
+    assert volume in (compose.get("volumes") or {}), f"{data_dir}: a named volume"
+    opts = (compose["volumes"][volume] or {}).get("driver_opts") or {}
+    assert opts.get("type") != "tmpfs", "the journals must survive a container's restart"
+    for name, service in apis.items():
+        # the peers reach each other's internal socket in the shared volume
+        path = internal_address(service["environment"])[5:]
+        assert os.path.dirname(path) == data_dir, f"{name}: internal socket in {data_dir}"
+    assert data_dir not in mounts(services["nginx"]), "Nginx has no business in the data dir"
+
+
+def test_instances_restart_after_a_crash(services: dict[str, dict]) -> None:
+    for name, service in instances(services).items():
+        assert service.get("restart") in ("unless-stopped", "on-failure", "always"), (
+            f"{name}: a crashed instance must come back (restart policy)"
+        )
+
+
+def test_sockets_are_not_world_writable(compose: dict, services: dict[str, dict]) -> None:
+    apis = instances(services)
+    for name, service in apis.items():
+        mode = int(service["environment"].get("RINHA_SOCKET_MODE", "0660"), 8)
+        assert not mode & 0o007, f"{name}: RINHA_SOCKET_MODE {mode:04o} lets others in"
+        # the group its sockets get (the process's) must be the Nginx workers' (gid 101 in
+        # the nginx images, user `nginx`)
+        user = str(service.get("user", ""))
+        assert user.partition(":")[2] == "101", f"{name}: user {user!r}, not in group 101"
+        assert user.partition(":")[0] not in ("", "0", "root"), f"{name}: runs as root"
+    assert services["nginx"]["environment"].get("RINHA_NGINX_USER") == "nginx"
+    socket_dir = os.path.dirname(next(iter(apis.values()))["environment"]["RINHA_BIND"][5:])
+    volume = mounts(next(iter(apis.values())))[socket_dir]
+    options = dict(
+        opt.split("=", 1)
+        for opt in ((compose["volumes"][volume] or {}).get("driver_opts") or {})
+        .get("o", "")
+        .split(",")
+        if "=" in opt
+    )
+    mode = int(options.get("mode", "0755"), 8)
+    assert not mode & 0o007, f"the sockets' volume has mode {mode:04o}: others may enter"
+    assert options.get("gid") == "101", "the sockets' volume belongs to Nginx's group"
+    # Docker copies the image's directory (owner, mode) onto the empty volume: the same there
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert f"install -d -o rinha -g 101 -m {mode:04o} {socket_dir}" in dockerfile
 
 
 def test_network_rules(compose: dict, services: dict[str, dict]) -> None:

@@ -28,6 +28,27 @@ def code_lines(conf: str) -> list[str]:
     return [ln.strip() for ln in conf.splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
+def block(lines: list[str], opening: str) -> list[str]:
+    """The directives inside the block that opens with the line `opening` (nested ones too)."""
+    start = lines.index(opening)
+    depth = 0
+    for i in range(start, len(lines)):
+        depth += lines[i].count("{") - lines[i].count("}")
+        if depth == 0:
+            return lines[start + 1 : i]
+    raise AssertionError(f"{opening!r} is never closed")
+
+
+def top_level(lines: list[str]) -> list[str]:
+    """`lines` without the nested blocks."""
+    out, depth = [], 0
+    for line in lines:
+        if depth == 0 and "{" not in line:
+            out.append(line)
+        depth += line.count("{") - line.count("}")
+    return out
+
+
 def render(tmp_path: Path, user: str | None = None, listen: str = "127.0.0.1:9999") -> str:
     return render_nginx_conf(
         ["unix:/run/x/api1.sock", "unix:/run/x/api2.sock"],
@@ -52,17 +73,51 @@ def test_rendered_config_has_what_the_design_needs(tmp_path: Path) -> None:
         'proxy_set_header Connection "";',
         "proxy_buffering off;",
         "listen 127.0.0.1:9999 backlog=4096;",
-        "server unix:/run/x/api1.sock;",
-        "server unix:/run/x/api2.sock;",
         f"pid {tmp_path}/nginx.pid;",
     ):
         assert needed in lines, f"missing: {needed}"
     assert re.search(r"^keepalive \d+;$", text, re.M), "upstream keepalive"
     # the internal instance-to-instance routes are never proxied
-    internal = text[text.index("location /internal/") :]
-    assert internal.split("}")[0].strip().endswith("return 404;")
+    assert block(lines, "location /internal/ {") == ["return 404;"]
     assert not any(ln.startswith("user ") for ln in lines)
     assert "user root;" in code_lines(render(tmp_path, user="root"))
+
+
+def test_a_restarting_instance_is_skipped_then_used_again_soon(tmp_path: Path) -> None:
+    upstream = block(code_lines(render(tmp_path)), "upstream rinha {")
+    servers = [ln for ln in upstream if ln.startswith("server ")]
+    # one refused connect() puts an instance aside for 1 s only (Nginx's default: 10 s)
+    assert servers == [
+        "server unix:/run/x/api1.sock max_fails=1 fail_timeout=1s;",
+        "server unix:/run/x/api2.sock max_fails=1 fail_timeout=1s;",
+    ]
+    # a POST already sent is never sent again to another instance (it may have been accepted)
+    assert not any("non_idempotent" in ln for ln in code_lines(render(tmp_path)))
+
+
+def test_summaries_are_capped_and_payments_are_not(tmp_path: Path) -> None:
+    lines = code_lines(render(tmp_path))
+    zone = [ln for ln in lines if ln.startswith("limit_conn_zone ")]
+    assert len(zone) == 1
+    key, name = zone[0].split()[1], zone[0].split()[2].removeprefix("zone=").split(":")[0]
+    # an empty key is not counted: $server_name is empty here (no server_name), a constant is not
+    assert "$" not in key, zone
+    summary = block(lines, "location = /payments-summary {")
+    assert f"limit_conn {name} 64;" in summary
+    assert "limit_conn_status 503;" in summary
+    assert "proxy_pass http://rinha;" in summary
+    payments = block(lines, "location / {")
+    assert payments == ["proxy_pass http://rinha;"], "nothing more on the payments' path"
+    server = top_level(block(lines, "server {"))
+    assert not any(ln.startswith("limit_") for ln in server), "no limit outside the summary"
+    # what both proxied locations inherit from the server block
+    for needed in (
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "proxy_buffering off;",
+        "proxy_request_buffering off;",
+    ):
+        assert needed in server, needed
 
 
 def test_render_rejects_no_upstreams(tmp_path: Path) -> None:
@@ -99,6 +154,7 @@ def test_docker_entrypoint_renders_the_same_config(tmp_path: Path) -> None:
             PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             RINHA_LISTEN="9999",
             RINHA_UPSTREAMS=" ".join(f"unix:{p}" for p in socks),
+            RINHA_NGINX_USER="nginx",
             RINHA_NGINX_DIR=str(out_dir),
         )
         res = subprocess.run(
@@ -117,8 +173,10 @@ def test_docker_entrypoint_renders_the_same_config(tmp_path: Path) -> None:
         listen="9999",
         pid=f"{out_dir}/nginx.pid",
         temp=f"{out_dir}/temp",
+        user="nginx",
     )
     assert code_lines(conf_path.read_text(encoding="utf-8")) == code_lines(expected)
+    assert "user nginx;" in code_lines(expected)
 
 
 def test_docker_entrypoint_needs_upstreams(tmp_path: Path) -> None:

@@ -129,3 +129,76 @@ def test_a_live_socket_in_the_run_dir_is_refused_and_left_alone(tmp_path) -> Non
         with pytest.raises(StackError, match="in use by another process"):
             s.start()
         assert path.exists(), "another stack's socket must survive our failed start"
+
+
+def test_backoff_doubles_up_to_the_cap_and_starts_over_after_a_healthy_spell() -> None:
+    b = stack.Backoff(first=0.5, cap=10.0, reset_after=30.0)
+    # crashing within seconds of each start: 0.5 s, doubling, then 10 s every time
+    assert [b.delay(uptime=1.0) for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+    # up for 30 s: healthy then broken, the schedule starts over
+    assert b.delay(uptime=30.0) == 0.5
+    assert b.delay(uptime=29.9) == 1.0
+    assert [stack.Backoff().delay(0.0) for _ in range(2)] == [0.5, 0.5], "defaults, per instance"
+
+
+def test_run_and_data_dirs_reachable_by_others_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    for field in ("run_dir", "data_dir"):
+        s = Stack(
+            StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run")),
+            **{field: str(shared)},
+        )
+        with pytest.raises(StackError, match=r"mode 0755: other users could reach"):
+            s.start()
+        assert s.children == []
+    made = tmp_path / "new" / "data"
+    s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
+                          default_url="http://127.0.0.1:1", fallback_url="http://127.0.0.1:2",
+                          python="/bin/false", data_dir=str(made)))
+    with pytest.raises(StackError):
+        s.start()  # the instance (/bin/false) exits at once: the dirs were made before it
+    assert made.stat().st_mode & 0o777 == 0o700
+
+
+def test_data_dir_defaults() -> None:
+    assert stack._default_data_dir("/srv/run", 9999) == "/srv/run/data"
+    assert stack._default_data_dir(None, 9999) == "/tmp/rinha-up-9999"  # kept after stop
+    assert stack._default_data_dir(None, 0) is None  # the temp run dir's, removed with it
+
+
+def test_too_long_socket_paths_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    deep = tmp_path / ("d" * 100)
+    s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
+                          data_dir=str(deep)))
+    with pytest.raises(StackError, match="longer than 107 bytes"):
+        s.start()
+    assert s.children == []
+
+
+def test_a_live_internal_socket_in_the_data_dir_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two stacks on one data dir would write the same journals."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    path = data / "internal-1.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(path))
+        other.listen()
+        s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
+                              data_dir=str(data)))
+        with pytest.raises(StackError, match="internal-1.sock is in use by another process"):
+            s.start()
+        assert path.exists()
+    assert s.children == []
+
+
+def test_cli_up_has_data_dir_and_no_restart() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    stack.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["up", "--data-dir", "/d", "--no-restart"])
+    assert args.data_dir == "/d" and args.no_restart
+    args = parser.parse_args(["up"])
+    assert args.data_dir is None and not args.no_restart

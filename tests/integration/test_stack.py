@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,7 @@ class Up:
     fallback_url: str
     run_dir: Path
     logs: Path
+    banner: list[str] = field(default_factory=list)  # what it printed up to "ready"
 
     def log_tails(self) -> str:
         parts = []
@@ -118,12 +119,17 @@ def up(tmp_path: Path) -> Iterator[Up]:
         logs,
     )
     try:
-        line = _read_line(proc, 40)
-        if "ready" not in line:
+        # one line per instance, the data dir, then the one saying "ready"
+        deadline = time.monotonic() + 40
+        lines = [_read_line(proc, max(0.0, deadline - time.monotonic()))]
+        while lines[-1] and "ready" not in lines[-1]:
+            lines.append(_read_line(proc, max(0.0, deadline - time.monotonic())))
+        if "ready" not in lines[-1]:
             proc.kill()
             _, err = proc.communicate(timeout=10)
-            pytest.fail(f"rinha up did not get ready: {line!r}\n{err}\n{handle.log_tails()}")
-        assert handle.url in line
+            pytest.fail(f"rinha up did not get ready: {lines!r}\n{err}\n{handle.log_tails()}")
+        assert handle.url in lines[-1]
+        handle.banner = lines
         yield handle
     finally:
         if proc.poll() is None:
@@ -168,6 +174,21 @@ def test_payments_through_nginx_match_the_processors_then_sigterm(up: Up) -> Non
 
     sockets = sorted(up.run_dir.glob("api*.sock"))
     assert [p.name for p in sockets] == ["api1.sock", "api2.sock"]
+    data_dir = up.run_dir / "data"
+    internal = sorted(data_dir.glob("internal-*.sock"))
+    assert [p.name for p in internal] == ["internal-0.sock", "internal-1.sock"]
+    # Nginx reaches the clients' sockets through the group (or as their owner); the peers'
+    # sockets are the instances' own
+    assert {oct(p.stat().st_mode & 0o777) for p in sockets} == {"0o660"}
+    assert {oct(p.stat().st_mode & 0o777) for p in internal} == {"0o600"}
+    # the banner: one line per instance, then the data dir, then "ready"
+    for i, line in enumerate(up.banner[:2]):
+        assert re.fullmatch(
+            rf"rinha up: api{i + 1} pid \d+, clients unix:{up.run_dir}/api{i + 1}\.sock,"
+            rf" peers unix:{data_dir}/internal-{i}\.sock\n",
+            line,
+        ), line
+    assert up.banner[2].startswith(f"rinha up: data dir {data_dir} ")
     children = _children_of(up.proc.pid)
     assert len(children) == 5  # 2 processors, 2 instances, the Nginx master
     up.proc.send_signal(signal.SIGTERM)
@@ -175,33 +196,105 @@ def test_payments_through_nginx_match_the_processors_then_sigterm(up: Up) -> Non
     assert up.proc.returncode == 0, err
     assert "SIGTERM: stack stopped" in err
     assert not list(up.run_dir.glob("api*.sock")), "sockets removed"
+    assert not list(data_dir.glob("internal-*.sock")), "internal sockets removed"
+    assert data_dir.is_dir(), "the data dir (journals) stays"
     for pid in children:
         assert not Path(f"/proc/{pid}").exists(), f"child {pid} still running"
 
 
-def test_a_dead_instance_brings_the_stack_down(up: Up) -> None:
-    instances = [
+def _instances(up: Up) -> list[int]:
+    return [
         pid
         for pid in _children_of(up.proc.pid)
         if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
+
+
+def test_a_killed_instance_comes_back_and_a_dead_nginx_brings_the_stack_down(up: Up) -> None:
+    instances = _instances(up)
     assert len(instances) == 2
-    others = [pid for pid in _children_of(up.proc.pid) if pid != instances[0]]
     os.kill(instances[0], signal.SIGKILL)
+    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while len(now := _instances(up)) < 2 or instances[0] in now:
+        # the other instance answers meanwhile, summaries aside (a peer is missing: 503)
+        body = {"correlationId": str(uuid.uuid4()), "amount": 10.0}
+        assert http("POST", up.url + "/payments", body)[0] == 202
+        assert time.monotonic() < deadline, "the killed instance was not restarted"
+        time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while http("GET", up.url + "/payments-summary")[0] != 200:
+        assert time.monotonic() < deadline, "the cluster did not answer summaries again"
+        time.sleep(0.1)
+
+    nginx = [p for p in _children_of(up.proc.pid) if p not in now and b"nginx" in
+             Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(nginx) == 1
+    others = [pid for pid in _children_of(up.proc.pid) if pid != nginx[0]]
+    os.kill(nginx[0], signal.SIGKILL)
     _, err = up.proc.communicate(timeout=30)
     assert up.proc.returncode == 1, err
-    assert re.search(rf"api\d \(instance, pid {instances[0]}\) exited with killed by SIGKILL", err)
-    assert "stopping the stack" in err
+    assert re.search(rf"api1 \(instance, pid {instances[0]}\) exited with killed by SIGKILL;"
+                     r" restarting it in 0\.5s", err), err
+    new = next(pid for pid in now if pid != instances[1])
+    assert re.search(rf"api1 \(instance, pid {instances[0]}, killed by SIGKILL\) restarted: new"
+                     rf" pid {new} \(restart 1\)", err), err
+    assert re.search(rf"nginx \(nginx, pid {nginx[0]}\) exited with killed by SIGKILL;"
+                     r" stopping the stack", err), err
     for pid in others:
         assert not Path(f"/proc/{pid}").exists(), f"child {pid} still running"
     assert not list(up.run_dir.glob("api*.sock"))
 
 
+def test_a_restarted_instance_resumes_the_payments_it_held(up: Up) -> None:
+    """Both processors fail: the payments wait in the instances' queues (and journals). The
+    instances are killed; restarted, they replay their journals and, once the processors are
+    back, process every payment they had accepted, exactly once."""
+    for url in (up.default_url, up.fallback_url):
+        assert http("PUT", url + "/admin/configurations/failure", {"failure": True},
+                    TOKEN)[0] == 200
+    sent = 20
+    for i in range(sent):
+        body = {"correlationId": str(uuid.uuid4()), "amount": round(10.0 + i, 2)}
+        assert http("POST", up.url + "/payments", body)[0] == 202
+    instances = _instances(up)
+    for pid in instances:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while len(now := _instances(up)) < 2 or set(now) & set(instances):
+        assert time.monotonic() < deadline, "the instances were not restarted"
+        time.sleep(0.05)
+    for url in (up.default_url, up.fallback_url):
+        assert http("PUT", url + "/admin/configurations/failure", {"failure": False},
+                    TOKEN)[0] == 200
+    deadline = time.monotonic() + 60
+    while True:
+        theirs = {"default": _admin(up.default_url), "fallback": _admin(up.fallback_url)}
+        stored = sum(v["totalRequests"] for v in theirs.values())
+        if stored >= sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert stored == sent, up.log_tails()
+    deadline = time.monotonic() + 10
+    while (answer := http("GET", up.url + "/payments-summary"))[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ours = json.loads(answer[1])
+    for name in ("default", "fallback"):
+        assert ours[name]["totalRequests"] == theirs[name]["totalRequests"], (ours, theirs)
+
+
 def test_python_api_gives_urls_and_pids(tmp_path: Path) -> None:
     config = StackConfig(port=0, default_port=0, fallback_port=0, log_dir=str(tmp_path / "logs"))
-    with Stack(config) as info:
+    stack = Stack(config)
+    with stack as info:
         assert len(info.instance_pids) == 2 and len(info.nginx_pids) == 2  # master + 1 worker
         assert info.service_pids == info.nginx_pids + info.instance_pids
+        assert stack.instance_pids() == info.instance_pids and stack.restarts == 0
+        assert info.data_dir == os.path.join(info.run_dir, "data")
+        assert info.internal_sockets == tuple(
+            os.path.join(info.data_dir, f"internal-{i}.sock") for i in range(2)
+        )
         for pid in (*info.service_pids, *info.processor_pids):
             assert Path(f"/proc/{pid}").exists()
         status, body = http("GET", info.url + "/payments-summary")
