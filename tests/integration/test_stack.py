@@ -71,13 +71,23 @@ class Up:
         return "\n".join(parts)
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+def _read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
+    """stdout's lines up to the one saying "ready" (or all there were by `timeout`). Reads
+    the pipe's fd itself: the text wrapper would buffer lines that select() then misses."""
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            return ""
-    return proc.stdout.readline()
+        sel.register(fd, selectors.EVENT_READ)
+        while b"ready" not in data:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().splitlines(keepends=True)
 
 
 @pytest.fixture
@@ -120,10 +130,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
     )
     try:
         # one line per instance, the data dir, then the one saying "ready"
-        deadline = time.monotonic() + 40
-        lines = [_read_line(proc, max(0.0, deadline - time.monotonic()))]
-        while lines[-1] and "ready" not in lines[-1]:
-            lines.append(_read_line(proc, max(0.0, deadline - time.monotonic())))
+        lines = _read_until_ready(proc, 40) or [""]
         if "ready" not in lines[-1]:
             proc.kill()
             _, err = proc.communicate(timeout=10)
