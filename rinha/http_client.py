@@ -8,6 +8,7 @@ per connection at a time (no pipelining: a slow answer must not hold up the next
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,7 +68,8 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time; the answer, or the failure,
     goes to that request's `done` callback, and the connection back to its pool."""
 
-    __slots__ = ("pool", "loop", "transport", "parser", "done", "deadline", "body", "closed")
+    __slots__ = ("pool", "loop", "transport", "parser", "done", "deadline", "body", "closed",
+                 "idle_since")
 
     def __init__(self, pool: HttpPool) -> None:
         self.pool: HttpPool | None = pool
@@ -80,6 +82,7 @@ class _Connection(asyncio.Protocol):
         self.deadline = 0.0  # loop time by which its answer must be in (see HttpPool._sweep)
         self.body: list[bytes] = []
         self.closed = False
+        self.idle_since = 0.0  # loop time it went idle (kept only by pools that close idle ones)
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,18 +160,44 @@ class HttpPool:
 
     `send()` is the call path of the dispatcher: no coroutine, Task, Future or timer per call,
     just the request write and the `done` callback. `request()` is the awaitable form.
+
+    max_connections > 0 caps the connections open (or being opened): a request that finds
+    them all busy waits in a FIFO of at most max_waiting (default 4 per connection) for the
+    next one freed; its timeout counts from send(), waiting included. idle_close_s > 0 closes
+    a connection idle that long. 0 means no cap / never: the processors' pools need neither
+    (the dispatcher bounds their calls in flight) and keep the shortest path.
     """
 
-    def __init__(self, address: Address | str) -> None:
+    def __init__(self, address: Address | str, max_connections: int = 0,
+                 idle_close_s: float = 0.0, max_waiting: int | None = None) -> None:
         self.address = Address.parse(address) if isinstance(address, str) else address
+        if max_connections < 0 or idle_close_s < 0:
+            raise ValueError("max_connections and idle_close_s must not be negative")
+        self.max_connections = max_connections
+        self.idle_close_s = idle_close_s
+        self.max_waiting = 4 * max_connections if max_waiting is None else max_waiting
         self._idle: list[_Connection] = []  # open, no request out
         self._open: set[_Connection] = set()  # every open connection, idle or busy
         self._out: set[_Connection] = set()  # a request out, waiting for its answer
         self._connecting: set[asyncio.Task[None]] = set()
+        # requests waiting for a connection (capped pools only): (data, deadline, done),
+        # deadline in loop time
+        self._waiting: deque[tuple[bytes, float, Done]] = deque()
         # one timer for every request's deadline, not one per request: a uvloop timer set
         # and cancelled per call cost ~0.7 µs, 3,900 of a payment's ~105,700 instructions
-        # (callgrind, bench/payment_path.py)
+        # (callgrind, bench/payment_path.py); it also serves waiting requests' deadlines and
+        # the idle closes
         self._sweep_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened (each holds a file descriptor)."""
+        return len(self._open) + len(self._connecting)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a connection to be free."""
+        return len(self._waiting)
 
     def send(self, data: bytes, timeout_s: float, done: Done) -> None:
         """Send prebuilt request bytes; `done` is called later (never from within send)
@@ -180,14 +209,34 @@ class HttpPool:
             if conn.writable:
                 conn.send(data, timeout_s, done)
                 return
-        task = asyncio.get_running_loop().create_task(self._connect_and_send(data, timeout_s, done))
-        self._connecting.add(task)
-        task.add_done_callback(self._connecting.discard)
+        cap = self.max_connections
+        if cap and (self._waiting or len(self._open) + len(self._connecting) >= cap):
+            self._wait(data, timeout_s, done)
+            return
+        self._connect(data, timeout_s, done, 0.0)
 
-    async def _connect_and_send(self, data: bytes, timeout_s: float, done: Done) -> None:
+    def _connect(self, data: bytes, timeout_s: float, done: Done, deadline: float) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._connect_and_send(data, timeout_s, done, deadline))
+        self._connecting.add(task)
+        task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[None]) -> None:
+        self._connecting.discard(task)
+        if self._waiting:  # a connect that failed frees its place for the next in line
+            self._serve_waiting()
+
+    async def _connect_and_send(self, data: bytes, timeout_s: float, done: Done,
+                                deadline: float) -> None:
+        """Connect, then send. deadline 0: connecting may take timeout_s, and the answer
+        timeout_s more; else (a request that waited) both must be done by deadline."""
         loop = asyncio.get_running_loop()
+        if deadline and loop.time() >= deadline:
+            done(0, b"", ConnectFailed(f"no connection to {self.address} free in time"))
+            return
         try:
-            async with asyncio.timeout(timeout_s):
+            async with (asyncio.timeout_at(deadline) if deadline
+                        else asyncio.timeout(timeout_s)):
                 if self.address.unix_path:
                     _, conn = await loop.create_unix_connection(
                         lambda: _Connection(self), self.address.unix_path)
@@ -200,21 +249,72 @@ class HttpPool:
         except asyncio.CancelledError:
             done(0, b"", ConnectFailed(f"connecting to {self.address} was cancelled"))
             raise
+        # counted in _open from here on, not twice until this task's done callback runs
+        self._connecting.discard(asyncio.current_task())  # type: ignore[arg-type]
         if not conn.writable:
             # lost between the connect and this task's turn: nothing was written
             done(0, b"", ConnectFailed(f"connection to {self.address} closed before use"))
             return
         self._open.add(conn)
+        if deadline:
+            timeout_s = deadline - loop.time()
+            if timeout_s <= 0:  # connected too late to send: the connection serves others
+                self.release(conn)
+                done(0, b"", ConnectFailed(f"no connection to {self.address} in time"))
+                return
         conn.send(data, timeout_s, done)
 
+    def _wait(self, data: bytes, timeout_s: float, done: Done) -> None:
+        """Queue a request until a connection is free (capped pool, all busy)."""
+        loop = asyncio.get_running_loop()
+        if len(self._waiting) >= self.max_waiting:
+            # bounded memory under a flood; failed on the next loop turn, never within send()
+            loop.call_soon(done, 0, b"", ConnectFailed(
+                f"too many requests waiting for a connection to {self.address}"))
+            return
+        deadline = loop.time() + timeout_s
+        self._waiting.append((data, deadline, done))
+        self._due(loop, deadline)
+        self._serve_waiting()  # a place may be free (the queue was not empty)
+
+    def _serve_waiting(self) -> None:
+        """Open connections for the requests waiting, while under the cap."""
+        waiting = self._waiting
+        cap = self.max_connections
+        while waiting and len(self._open) + len(self._connecting) < cap:
+            data, deadline, done = waiting.popleft()
+            self._connect(data, 0.0, done, deadline)
+
+    def _hand_over(self, conn: _Connection) -> bool:
+        """Send the first waiting request still in time on conn; False if none is."""
+        loop = conn.loop
+        now = loop.time()
+        waiting = self._waiting
+        while waiting:
+            data, deadline, done = waiting.popleft()
+            if deadline > now:
+                conn.send(data, deadline - now, done)
+                return True
+            # past its deadline, the sweep not yet run: never sent, so ConnectFailed
+            loop.call_soon(done, 0, b"", ConnectFailed(
+                f"no connection to {self.address} free in time"))
+        return False
+
     def release(self, conn: _Connection) -> None:
-        """conn's answer is in and it stays open: ready for the next request."""
+        """conn's answer is in and it stays open: the next waiting request's, or idle."""
         self._out.discard(conn)
+        if self._waiting and conn.writable and self._hand_over(conn):
+            return
+        if self.idle_close_s:
+            conn.idle_since = conn.loop.time()
+            self._due(conn.loop, conn.idle_since + self.idle_close_s)
         self._idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:
         self._out.discard(conn)
         self._open.discard(conn)
+        if self._waiting:  # its place is free: a new connection for the next in line
+            self._serve_waiting()
 
     def watch(self, conn: _Connection) -> None:
         """conn has a request out until conn.deadline: fail it then if no answer came."""
@@ -222,20 +322,49 @@ class HttpPool:
         if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():
             self._arm(conn.loop, conn.deadline)
 
+    def _due(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        """The sweep must run by `at` (loop time)."""
+        if self._sweep_timer is None or at < self._sweep_timer.when():
+            self._arm(loop, at)
+
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
         self._sweep_timer = loop.call_at(at, self._sweep, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Fail the requests past their deadline; wake again at the next deadline. With one
-        timeout for all (the dispatcher's), that is about once per timeout, not per call."""
+        """Fail the requests past their deadline (sent: OutcomeUnknown; still waiting:
+        ConnectFailed), close the connections idle too long; wake again at the next of these
+        times. With one timeout for all (the dispatcher's), that is about once per timeout,
+        not per call."""
         self._sweep_timer = None
         now = loop.time() + 0.001  # timers may fire up to a millisecond early
         for conn in [c for c in self._out if c.deadline <= now]:
             conn.fail(OutcomeUnknown("no answer in time"))
+        if self._waiting:
+            late = [w for w in self._waiting if w[1] <= now]
+            if late:
+                kept = [w for w in self._waiting if w[1] > now]
+                self._waiting.clear()
+                self._waiting.extend(kept)
+                for _, _, done in late:
+                    done(0, b"", ConnectFailed(f"no connection to {self.address} free in time"))
+        if self.idle_close_s and self._idle:
+            cutoff = now - self.idle_close_s
+            stale = [c for c in self._idle if c.idle_since <= cutoff or not c.writable]
+            if stale:
+                self._idle[:] = [c for c in self._idle if c.idle_since > cutoff and c.writable]
+                for conn in stale:
+                    conn.close()
+        dues = []
         if self._out:
-            self._arm(loop, min(c.deadline for c in self._out))
+            dues.append(min(c.deadline for c in self._out))
+        if self._waiting:
+            dues.append(min(w[1] for w in self._waiting))
+        if self.idle_close_s and self._idle:
+            dues.append(min(c.idle_since for c in self._idle) + self.idle_close_s)
+        if dues:
+            self._arm(loop, min(dues))  # also replaces any timer a `done` above armed
 
     async def request(self, data: bytes, timeout_s: float) -> tuple[int, bytes]:
         """Send prebuilt request bytes; (status, body).
@@ -256,8 +385,11 @@ class HttpPool:
         return await future
 
     def close(self) -> None:
-        """Close every connection; requests still out fail at once with OutcomeUnknown
-        (those still connecting, with ConnectFailed, when their task is cancelled)."""
+        """Close every connection; requests still out fail at once with OutcomeUnknown,
+        those waiting for a connection with ConnectFailed (those still connecting, with
+        ConnectFailed, when their task is cancelled)."""
+        waiting = list(self._waiting)
+        self._waiting.clear()  # before the connections close: no new one opened for them
         for task in self._connecting:
             task.cancel()
         if self._sweep_timer is not None:
@@ -266,3 +398,5 @@ class HttpPool:
         self._idle.clear()
         for conn in list(self._open):
             conn.fail(OutcomeUnknown("connection closed by us"))
+        for _, _, done in waiting:
+            done(0, b"", ConnectFailed(f"pool for {self.address} closed before sending"))

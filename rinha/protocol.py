@@ -3,6 +3,10 @@
 Keep-alive and pipelining: responses leave in request order. Most handlers answer at once
 with bytes; a handler that must wait (cluster summary) returns an awaitable, and answers
 queued behind it wait their turn in `_pending`.
+
+Timeouts (RINHA_HEADER_TIMEOUT_MS, RINHA_IDLE_TIMEOUT_MS) cost no timer per request or per
+connection: the open connections of an event loop sit in one `_Watch`, whose one periodic
+sweep compares their timestamps with its own clock.
 """
 
 from __future__ import annotations
@@ -18,20 +22,105 @@ import httptools
 from .app import App
 from .routes import METHOD_NOT_ALLOWED, NOT_FOUND, ROUTES, error
 
+Routes = dict[bytes, dict[bytes, Any]]  # path -> {method: handler(app, query, body)}
+
 log = logging.getLogger("rinha.protocol")
 
 MAX_HEADER_BYTES = 8192  # request line + headers
 BAD_REQUEST = error(400, "malformed HTTP request")
 HEADERS_TOO_LARGE = error(431, "request headers too large")
+REQUEST_TIMEOUT = error(408, "request not received in time")
 _CLOSE = object()  # in `pending`: close the connection here
+
+SWEEP_MAX_S = 1.0  # the timeout sweep runs at least this often (s)
+SWEEP_MIN_S = 0.005  # and at most this often (s), however small the timeouts
+
+
+def _sweep_period(config: Any) -> float:
+    """A quarter of the smallest timeout (s), within [SWEEP_MIN_S, SWEEP_MAX_S]: a timeout
+    fires at most half of itself late."""
+    limits = [ms for ms in (config.header_timeout_ms, config.idle_timeout_ms) if ms > 0]
+    if not limits:
+        return SWEEP_MAX_S
+    return max(SWEEP_MIN_S, min(SWEEP_MAX_S, min(limits) / 4000))
+
+
+class _Watch:
+    """The open connections of one event loop and the one periodic sweep that times them out.
+
+    Its `now` is a coarse clock: the loop time of the last sweep (or connection). A request's
+    start is stamped with it, so data_received makes no clock call at all; a stamp is early
+    by at most one period, so a timeout counts that period on top and never fires early.
+    """
+
+    __slots__ = ("loop", "connections", "now", "period", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.connections: set[HttpProtocol] = set()
+        self.now = loop.time()
+        self.period = SWEEP_MAX_S
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, conn: HttpProtocol, period: float) -> None:
+        self.connections.add(conn)
+        self.now = self.loop.time()  # once per connection: its idle time starts exact
+        if self.timer is None or period < self.period:
+            self.period = min(self.period, period)
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_later(self.period, self.sweep)
+
+    def remove(self, conn: HttpProtocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections:  # no sweep while there is nothing to watch
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            if _WATCHES.get(self.loop) is self:
+                del _WATCHES[self.loop]
+
+    def sweep(self) -> None:
+        self.now = now = self.loop.time()
+        # the next sweep first: a failure below must not end the timeouts for good
+        self.timer = self.loop.call_later(self.period, self.sweep)
+        for conn in list(self.connections):
+            try:
+                conn.expire(now, self.period)
+            except Exception:
+                log.exception("timeout check failed")
+
+
+_WATCHES: dict[asyncio.AbstractEventLoop, _Watch] = {}  # per event loop, while it has connections
+
+
+def _watch_for(loop: asyncio.AbstractEventLoop) -> _Watch:
+    watch = _WATCHES.get(loop)
+    if watch is None:
+        for old in [other for other in _WATCHES if other.is_closed()]:
+            del _WATCHES[old]  # closed with connections never lost (tests): nothing to sweep
+        watch = _WATCHES[loop] = _Watch(loop)
+    return watch
+
+
+def _method_not_allowed(methods: dict[bytes, Any]) -> bytes:
+    """A 405 for a path missing from the listener's prebuilt table."""
+    return error(405, "method not allowed",
+                 extra=f"Allow: {', '.join(m.decode() for m in methods)}\r\n")
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("app", "transport", "parser", "url", "body", "header_bytes", "body_bytes",
-                 "pending", "closing", "paused")
+    __slots__ = ("app", "routes", "not_allowed", "transport", "parser", "url", "body",
+                 "header_bytes", "body_bytes", "pending", "closing", "paused", "watch",
+                 "started", "idle_since", "closing_since")
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, routes: Routes = ROUTES,
+                 not_allowed: dict[bytes, bytes] = METHOD_NOT_ALLOWED) -> None:
+        """`routes`: path -> {method: handler} of this listener; `not_allowed`: path -> its
+        prebuilt 405 answer."""
         self.app = app
+        self.routes = routes
+        self.not_allowed = not_allowed
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
@@ -42,6 +131,11 @@ class HttpProtocol(asyncio.Protocol):
         self.pending: deque[Any] = deque()
         self.closing = False
         self.paused = False
+        self.watch: _Watch | None = None
+        # timestamps on the watch's clock (loop time, s)
+        self.started = 0.0  # the current request's first byte; 0.0: no request in progress
+        self.idle_since = 0.0  # the end of the last request (or answer, if deferred)
+        self.closing_since = 0.0  # set by the sweep once it sees the connection closing
 
     # ---------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -49,6 +143,9 @@ class HttpProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        watch = self.watch = _watch_for(asyncio.get_running_loop())
+        watch.add(self, _sweep_period(self.app.config))
+        self.idle_since = watch.now
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -67,6 +164,9 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(item, asyncio.Future):
                 item.cancel()
         self.pending.clear()
+        if self.watch is not None:
+            self.watch.remove(self)
+            self.watch = None
         # break the protocol <-> parser and protocol <-> transport cycles: freed now by
         # reference counting, not whenever the (frozen, high-threshold) GC next runs
         self.transport = None
@@ -82,8 +182,33 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
+    # ---------------------------------------------------------------- timeouts
+    def expire(self, now: float, slack: float) -> None:
+        """Called by the sweep at loop time `now`; slack: how early a stamp may be (s)."""
+        if self.transport is None:
+            return
+        config = self.app.config
+        if self.closing:
+            # answered and closing: a client that never reads the rest holds the socket
+            # open; it gets the header timeout to take it, then the connection is aborted
+            if not self.closing_since:
+                self.closing_since = now
+            elif (config.header_timeout_ms
+                  and now - self.closing_since >= config.header_timeout_ms / 1000):
+                self.transport.abort()
+            return
+        if self.started:
+            if (config.header_timeout_ms
+                    and now - self.started >= config.header_timeout_ms / 1000 + slack):
+                self._final(REQUEST_TIMEOUT)
+        elif not self.pending:  # a deferred answer still due is not idle
+            if (config.idle_timeout_ms
+                    and now - self.idle_since >= config.idle_timeout_ms / 1000 + slack):
+                self._close()
+
     # ---------------------------------------------------------------- httptools
     def on_message_begin(self) -> None:
+        self.started = self.watch.now  # type: ignore[union-attr]
         self.url = b""
         self.body.clear()
         self.header_bytes = 0
@@ -109,6 +234,8 @@ class HttpProtocol(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.started = 0.0
+        self.idle_since = self.watch.now  # type: ignore[union-attr]
         if self.closing:
             return
         url = self.url
@@ -116,13 +243,13 @@ class HttpProtocol(asyncio.Protocol):
         mark = url.find(b"?")
         if mark >= 0:
             url, query = url[:mark], url[mark + 1:]
-        methods = ROUTES.get(url)
+        methods = self.routes.get(url)
         if methods is None:
             answer: Any = NOT_FOUND
         else:
             handler = methods.get(self.parser.get_method())
             if handler is None:
-                answer = METHOD_NOT_ALLOWED[url]
+                answer = self.not_allowed.get(url) or _method_not_allowed(methods)
             else:
                 body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
                 try:
@@ -174,6 +301,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._close()
                 return
             self.transport.write(data)
+        if not self.pending and self.watch is not None:
+            self.idle_since = self.watch.now  # idle from the last deferred answer out
 
     def _close(self) -> None:
         self.closing = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import Any
 
 import httptools
 import orjson
@@ -12,6 +13,7 @@ import pytest
 from rinha.app import App
 from rinha.config import Config
 from rinha.protocol import HttpProtocol
+from rinha.routes import error, response
 
 UUID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
 PAYMENT = f'{{"correlationId": "{UUID}", "amount": 19.90}}'.encode()
@@ -79,15 +81,16 @@ class Responses:
 QUIET = {"dispatch_tick_ms": 3_600_000}
 
 
+# each App its own data directory: the instance's files never leak from one test to the next
 @pytest.fixture
-async def app(fast):
-    app = App(Config(max_body_bytes=1024, **QUIET), fast)
+async def app(fast, tmp_path):
+    app = App(Config(max_body_bytes=1024, data_dir=str(tmp_path), **QUIET), fast)
     yield app
     await app.close()
 
 
-def connect(app: App) -> tuple[HttpProtocol, FakeTransport]:
-    protocol = HttpProtocol(app)
+def connect(app: App, **tables: Any) -> tuple[HttpProtocol, FakeTransport]:
+    protocol = HttpProtocol(app, **tables)
     transport = FakeTransport()
     protocol.connection_made(transport)
     return protocol, transport
@@ -108,9 +111,9 @@ async def test_valid_payment_is_accepted_and_queued(app):
 
 
 @pytest.mark.parametrize("request_bytes", [post(PAYMENT), get("/healthz")])
-async def test_split_at_every_offset(fast, request_bytes):
+async def test_split_at_every_offset(fast, tmp_path, request_bytes):
     for cut in range(1, len(request_bytes)):
-        app = App(Config(**QUIET), fast)
+        app = App(Config(data_dir=str(tmp_path / str(cut)), **QUIET), fast)
         protocol, transport = connect(app)
         protocol.data_received(request_bytes[:cut])
         assert transport.data == b"", f"answered before the request was whole (cut {cut})"
@@ -141,8 +144,8 @@ async def test_pipelined_answers_in_order(app):
     assert orjson.loads(items[2][2])["error"].startswith("duplicate")
 
 
-async def test_deferred_answer_keeps_order(fast):
-    app = App(Config(peers=("unix:/nonexistent",), **QUIET), fast)
+async def test_deferred_answer_keeps_order(fast, tmp_path):
+    app = App(Config(peers=("unix:/nonexistent",), data_dir=str(tmp_path), **QUIET), fast)
     release = asyncio.Event()
 
     async def slow_peer_counts(from_ms, to_ms):
@@ -162,7 +165,8 @@ async def test_deferred_answer_keeps_order(fast):
 
 
 async def test_peer_down_gives_503(fast, tmp_path):
-    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",), **QUIET), fast)
+    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",), data_dir=str(tmp_path), **QUIET),
+              fast)
     protocol, transport = connect(app)
     protocol.data_received(get("/payments-summary"))
     for _ in range(50):
@@ -222,6 +226,34 @@ async def test_method_not_allowed_lists_allowed(app):
     protocol.data_received(get("/payments"))
     [(status, headers, _)] = Responses(bytes(transport.data)).items
     assert status == 405 and headers[b"allow"] == b"POST"
+
+
+def whoami(app: App, query: bytes, body: bytes) -> bytes:
+    return response(200, b"inside " + query, content_type="text/plain")
+
+
+INSIDE = {b"/inside": {b"GET": whoami}}
+
+
+async def test_a_listener_serves_its_own_route_table(app):
+    protocol, transport = connect(app, routes=INSIDE,
+                                  not_allowed={b"/inside": error(405, "inside: GET only")})
+    protocol.data_received(get("/inside?a=1") + get("/payments-summary")
+                           + post(b"", path="/inside"))
+    items = Responses(bytes(transport.data)).items
+    assert [s for s, _, _ in items] == [200, 404, 405]  # the default routes are not there
+    assert items[0][2] == b"inside a=1"
+    assert orjson.loads(items[2][2]) == {"error": "inside: GET only"}
+    protocol, transport = connect(app)  # the default listener does not know /inside
+    protocol.data_received(get("/inside"))
+    assert [s for s, _, _ in Responses(bytes(transport.data)).items] == [404]
+
+
+async def test_a_route_table_without_its_405_table_still_lists_allowed(app):
+    protocol, transport = connect(app, routes=INSIDE)  # the 405 table is the default one
+    protocol.data_received(post(b"", path="/inside"))
+    [(status, headers, _)] = Responses(bytes(transport.data)).items
+    assert status == 405 and headers[b"allow"] == b"GET"
 
 
 async def test_oversized_body_413_and_close(app):
