@@ -127,8 +127,10 @@ async def settled(path: str) -> None:
 def run_variant(name: str, spec: str, processors: list[str], args: argparse.Namespace
                 ) -> dict[str, Any]:
     path_part, _, settings = spec.partition(":")
-    sock = os.path.join(tempfile.mkdtemp(prefix="rinha-cpu-"), "api.sock")
+    run_dir = tempfile.mkdtemp(prefix="rinha-cpu-")
+    sock = os.path.join(run_dir, "api.sock")
     env = {**os.environ, "PYTHONPATH": os.path.abspath(path_part), "RINHA_BIND": f"unix:{sock}",
+           "RINHA_DATA_DIR": os.path.join(run_dir, "data"),  # a fresh journal each run
            "RINHA_LOG_LEVEL": "WARNING", "RINHA_DEFAULT_URL": processors[0],
            "RINHA_FALLBACK_URL": processors[1]}
     wait = name != "floor"  # the no-op has no backlog to wait for

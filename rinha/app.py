@@ -1,8 +1,11 @@
-"""The state of one instance: ledgers, seen ids, dispatcher, cluster, counters."""
+"""The state of one instance: ledgers, journal, shared id table, dispatcher, cluster, counters."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
+import os
 import time
 from types import ModuleType
 
@@ -10,6 +13,9 @@ from .cluster import Cluster, Counts
 from .config import Config
 from .dispatcher import Dispatcher
 from .processors import DEFAULT, FALLBACK, NAMES, Processor
+from .recovery import Recovered, replay
+
+log = logging.getLogger("rinha.app")
 
 
 class App:
@@ -19,13 +25,48 @@ class App:
         self.processors = (Processor(DEFAULT, config.default_url),
                            Processor(FALLBACK, config.fallback_url))
         self.ledgers = (fast.Ledger(), fast.Ledger())  # per processor: (epoch ms, int cents)
-        self.ids = fast.IdSet()  # every correlationId accepted since the last purge
-        self.dispatcher = Dispatcher(config, self.processors, self.ledgers, fast.payment_body)
-        self.cluster = Cluster(config.peers, config.peer_timeout_ms)
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        # every correlationId accepted by any instance since the last purge (shared file)
+        self.ids = fast.SharedIdSet(config.ids_path, config.max_ids, config.instance_id)
+        # this instance's payments, on disk before each 202 (rinha.recovery replays it)
+        self.journal = fast.Journal(config.journal_path, sync=config.journal_fsync == "always")
+        self.dispatcher = Dispatcher(config, self.processors, self.ledgers, fast.payment_body,
+                                     self.journal)
+        self.cluster = Cluster(config.peers, config.peer_timeout_ms, config.peer_connections)
         self.accepted = 0
         self.rejected = 0
         self.duplicates = 0
+        self.refused_full = 0  # 503: backlog or id table full, journal write failed
         self.loop_lag_ms = 0.0
+        self.recovered: Recovered | None = None
+
+    def recover(self) -> Recovered:
+        """Rebuild the ledgers, the queue and the pins from the journal, then compact it.
+
+        Runs before the instance listens: until then its peers' summaries get no answer from
+        it (503), never a partial total.
+        """
+        started = time.perf_counter()
+        records = self.journal.replay(self.ledgers)
+        recovered = replay(records, self.ids, self.ledgers)
+        for payment in recovered.payments:
+            self.dispatcher.restore(payment)
+        self.journal.compact(self.ledgers, self.dispatcher.pending_records())
+        recovered.seconds = time.perf_counter() - started
+        self.recovered = recovered
+        if recovered.records:
+            log.info("recovered from %s: %d records, %d processed, %d queued, %d pinned, "
+                     "%d dropped as duplicates, in %.3f s", self.config.journal_path,
+                     recovered.records, len(self.ledgers[0]) + len(self.ledgers[1]),
+                     recovered.queued, recovered.pinned, recovered.dropped, recovered.seconds)
+        return recovered
+
+    def token_ok(self, token: bytes | None) -> bool:
+        """May a request with this X-Rinha-Token purge? Anyone, while RINHA_ADMIN_TOKEN is
+        unset (the contest's load test sends none)."""
+        expected = self.config.admin_token
+        return not expected or (token is not None
+                                and hmac.compare_digest(token, expected.encode()))
 
     def local_counts(self, from_ms: int, to_ms: int) -> Counts:
         d_count, d_cents = self.ledgers[DEFAULT].summary(from_ms, to_ms)
@@ -37,20 +78,30 @@ class App:
         for p in self.processors:
             p.pool.close()
         self.cluster.close()
+        self.journal.close()  # what is not settled stays there for the next start
 
     def purge(self) -> None:
         for ledger in self.ledgers:
             ledger.clear()
         self.ids.clear()
         self.dispatcher.clear()
+        self.journal.clear()
 
     async def watch_loop_lag(self, interval_s: float = 0.1) -> None:
-        """How late the event loop wakes up: anything stalling it shows up in p99."""
+        """How late the event loop wakes up (anything stalling it shows up in p99); on the
+        same beat, the journal's buffered outcomes reach the page cache."""
+        sync_s = _sync_interval_s(self.config.journal_fsync)
+        synced = time.perf_counter()
         while True:
             before = time.perf_counter()
             await asyncio.sleep(interval_s)
-            lag = (time.perf_counter() - before - interval_s) * 1000
+            now = time.perf_counter()
+            lag = (now - before - interval_s) * 1000
             self.loop_lag_ms = max(lag, 0.0)
+            self.dispatcher.flush_journal()
+            if sync_s and now - synced >= sync_s:
+                synced = now
+                self.journal.sync()
 
     def metrics_text(self) -> str:
         d = self.dispatcher
@@ -58,13 +109,19 @@ class App:
             f"rinha_accepted_total {self.accepted}",
             f"rinha_rejected_total {self.rejected}",
             f"rinha_duplicates_total {self.duplicates}",
+            f"rinha_refused_total {self.refused_full}",
             f"rinha_processor_duplicates_total {d.processor_duplicates}",
             f"rinha_dropped_total {d.dropped}",
             f"rinha_retries_total {d.retries}",
             f"rinha_settled_total {d.settled}",
             f"rinha_backlog {d.backlog}",
             f"rinha_in_flight {d.in_flight}",
+            f"rinha_in_doubt {d.in_doubt}",
             f"rinha_ledger_entries {len(self.ledgers[0]) + len(self.ledgers[1])}",
+            f"rinha_journal_bytes {self.journal.size}",
+            f"rinha_ids {len(self.ids)}",
+            f"rinha_ids_capacity {self.ids.capacity}",
+            f"rinha_peer_connections {self.cluster.open_connections}",
             f"rinha_loop_lag_ms {self.loop_lag_ms:.3f}",
         ]
         now = int(time.time() * 1000)
@@ -74,3 +131,8 @@ class App:
             lines.append(f"rinha_processor_usable{label} {int(p.usable(now, self.config.slow_ms))}")
             lines.append(f"rinha_processor_latency_ms{label} {p.effective_latency_ms(now):.1f}")
         return "\n".join(lines) + "\n"
+
+
+def _sync_interval_s(policy: str) -> float:
+    """RINHA_JOURNAL_FSYNC as a period in s (0: none; 'always' syncs on each write)."""
+    return int(policy) / 1000 if policy.isdigit() else 0.0

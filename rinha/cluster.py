@@ -35,10 +35,22 @@ def decode_counts(body: bytes) -> Counts:
     return a, b, c, d
 
 
+PEER_IDLE_CLOSE_S = 30.0  # an idle peer connection is closed after this
+
+
 class Cluster:
-    def __init__(self, peer_addresses: tuple[str, ...], timeout_ms: int) -> None:
-        self.peers = [HttpPool(address) for address in peer_addresses]
+    def __init__(self, peer_addresses: tuple[str, ...], timeout_ms: int,
+                 connections: int = 8) -> None:
+        # the peers' internal listeners; a flood of summaries waits for one of `connections`
+        # per peer instead of opening one each (file descriptors are finite)
+        # (Nginx lets 64 summaries in at once: all of them may wait)
+        self.peers = [HttpPool(address, max_connections=connections, max_waiting=256,
+                               idle_close_s=PEER_IDLE_CLOSE_S) for address in peer_addresses]
         self._timeout_s = timeout_ms / 1000
+
+    @property
+    def open_connections(self) -> int:
+        return sum(pool.open_connections for pool in self.peers)
 
     async def _call(self, pool: HttpPool, request: bytes) -> bytes:
         try:

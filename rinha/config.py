@@ -164,7 +164,36 @@ class Config:
             )
         if config.max_in_flight < 1:
             raise ValueError("RINHA_MAX_IN_FLIGHT must be at least 1")
+        if config.cluster_size > 255:
+            raise ValueError("at most 255 instances (RINHA_PEERS): the id table keeps the "
+                             "owner of each id in 8 bits")
+        if config.journal_fsync not in ("off", "always") and not (
+                config.journal_fsync.isdigit() and int(config.journal_fsync) > 0):
+            raise ValueError("RINHA_JOURNAL_FSYNC must be off, always or a period in ms, "
+                             f"got {config.journal_fsync!r}")
+        try:
+            mode = int(config.socket_mode, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ValueError(f"RINHA_SOCKET_MODE must be an octal file mode such as 0660, "
+                             f"got {config.socket_mode!r}")
+        if mode & 0o002:
+            raise ValueError("RINHA_SOCKET_MODE must not make the socket world-writable "
+                             f"(got {config.socket_mode}); give Nginx the group instead")
         return config
+
+
+def markdown_table() -> str:
+    """The README's configuration table (`python -c 'from rinha.config import
+    markdown_table; print(markdown_table())'`); tests/unit/test_docs.py compares them."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{env}` | {f'`{default}`' if default else '(empty)'} | {meaning} |"
+             for _, env, default, meaning in SETTINGS]
+    rows.append("| `RINHA_NO_EXTENSIONS` | (unset) | `1` runs the pure-Python reference of "
+                "`_fast` (tests, debugging); otherwise the service refuses to start without "
+                "the compiled module |")
+    return "\n".join(rows)
 
 
 def help_table() -> str:

@@ -4,13 +4,17 @@ Invariants:
 - a payment is recorded once, in the ledger of the processor that confirmed it, under the exact
   `requestedAt` (epoch ms) that processor was sent;
 - once an attempt's outcome is unknown (timeout, connection lost after sending) the payment is
-  *pinned* to that processor and retried there with the identical body (same `requestedAt`),
-  so a 2xx or a 422 on the retry both mean "stored under that `requestedAt`";
+  *pinned* to that processor for good and retried there with the identical body (same
+  `requestedAt`), so a 2xx or a 422 on the retry both mean "stored under that `requestedAt`".
+  It is never sent to the other processor: the real processor finishes an admitted request
+  even after its caller gave up, however late, so no answer (404 included) can prove that
+  the attempt will not land. A pinned payment waits for its processor, however long;
+- a pinned payment whose processor stays unusable for RINHA_SETTLE_AFTER_MS is looked up there
+  (`GET /payments/{id}`, which answers even while payments fail): found -> recorded under that
+  attempt's `requestedAt`; not found -> still pinned (it may be inside the processor yet);
 - a 422 on a payment never sent before is a client duplicate: nothing to record;
-- a pinned payment whose processor stays unusable for RINHA_SETTLE_AFTER_MS after the unknown
-  attempt is settled by asking that processor (`GET /payments/{id}`, which answers even while
-  it fails): found -> recorded under that attempt's `requestedAt`; not found -> unpinned, free
-  to go anywhere (the attempt is long dead), so that nothing waits forever on one processor.
+- every attempt is in the journal before its request leaves, and every outcome after it
+  (buffered: an outcome lost with the process is learnt again by the pinned retry).
 """
 
 from __future__ import annotations
@@ -22,23 +26,26 @@ from functools import partial
 from typing import Any
 
 from .config import Config
+from .fast import J_ACCEPT, J_ATTEMPT
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
 from .processors import DEFAULT, FALLBACK, Processor, now_ms
+from .recovery import UNPINNED, Pending
 
 log = logging.getLogger("rinha.dispatcher")
 
-UNPINNED = -1
+COMPACT_MIN_BYTES = 64 << 20  # the journal is rewritten once past this and twice its last size
 
 
 class Payment:
-    __slots__ = ("correlation_id", "cents", "pinned", "requested_at_ms", "body")
+    __slots__ = ("correlation_id", "cents", "pinned", "requested_at_ms", "body", "checked_ms")
 
     def __init__(self, correlation_id: str, cents: int) -> None:
         self.correlation_id = correlation_id
         self.cents = cents  # int cents
         self.pinned = UNPINNED  # processor index whose earlier attempt has an unknown outcome
-        self.requested_at_ms = 0  # epoch ms of that attempt (valid while pinned)
-        self.body = b""  # that attempt's exact JSON body (valid while pinned)
+        self.requested_at_ms = 0  # epoch ms of the latest attempt (the pinned one, once pinned)
+        self.body = b""  # that attempt's exact JSON body
+        self.checked_ms = 0  # epoch ms of the last settle lookup
 
 
 def choose_processor(d: Processor, f: Processor, now: int, config: Config,
@@ -90,11 +97,15 @@ def may_probe(p: Processor, now: int, config: Config) -> bool:
 
 class Dispatcher:
     def __init__(self, config: Config, processors: tuple[Processor, Processor],
-                 ledgers: tuple[Any, Any], payment_body: Any) -> None:
+                 ledgers: tuple[Any, Any], payment_body: Any, journal: Any) -> None:
         self.config = config
         self.processors = processors
         self.ledgers = ledgers  # per processor index: rinha.fast.Ledger
         self._payment_body = payment_body  # rinha.fast.payment_body
+        self.journal = journal  # rinha.fast.Journal
+        self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
+        self.in_doubt = 0  # pinned payments: an attempt's outcome is unknown
+        self._lookups: set[Payment] = set()  # pinned payments being looked up
         self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor
         self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
         self.retries = 0
@@ -136,8 +147,61 @@ class Dispatcher:
         self.fresh.clear()
         for queue in self.pinned:
             queue.clear()
+        self.in_doubt = 0
+
+    def restore(self, pending: Pending) -> None:
+        """Queue a payment recovered from the journal (before the instance listens)."""
+        payment = Payment(pending.correlation_id, pending.cents)
+        if pending.pinned == UNPINNED:
+            self.fresh.append(payment)
+        else:
+            self._pin(payment, pending.pinned, pending.requested_at_ms,
+                      self._payment_body(payment.correlation_id, payment.cents,
+                                         pending.requested_at_ms))
+            self.pinned[pending.pinned].append(payment)
+
+    def _pin(self, payment: Payment, processor: int, requested_at: int, body: bytes) -> None:
+        if payment.pinned == UNPINNED:
+            self.in_doubt += 1
+        payment.pinned = processor
+        payment.requested_at_ms = requested_at
+        payment.body = body
+
+    def _unpin(self, payment: Payment) -> None:
+        """The payment is settled (stored or finished): it is in doubt no more."""
+        if payment.pinned != UNPINNED:
+            self.in_doubt -= 1
+
+    def pending_records(self) -> list[tuple[int, str, int, int, int]]:
+        """Journal records that describe every payment not yet settled (for compaction)."""
+        records: list[tuple[int, str, int, int, int]] = []
+        attempts: list[tuple[Payment, int]] = [(p, p.pinned) for q in self.pinned for p in q]
+        attempts += [(p, p.pinned) for p in self._lookups]
+        for proc in self.processors:  # in flight: the attempt out now
+            attempts += [(p, proc.index) for p in proc.call_starts if isinstance(p, Payment)]
+        for payment in self.fresh:
+            records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
+        for payment, processor in attempts:
+            records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
+            records.append((J_ATTEMPT, payment.correlation_id, payment.cents, processor,
+                            payment.requested_at_ms))
+        return records
+
+    def flush_journal(self) -> None:
+        """Buffered outcomes to the page cache; a journal grown large is compacted."""
+        journal = self.journal
+        journal.flush()
+        if journal.size >= self._compact_at:
+            started = now_ms()
+            journal.compact(self.ledgers, self.pending_records())
+            self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)
+            log.info("journal compacted to %d bytes in %d ms", journal.size, now_ms() - started)
 
     # ------------------------------------------------------------------ pump
+    def wake(self) -> None:
+        """Pump on the next tick (recovered payments wait for no arrival)."""
+        self._wake()
+
     def _wake(self, delay_s: float | None = None) -> None:
         """Run the pump within `delay_s` (default: one dispatch tick).
 
@@ -202,23 +266,30 @@ class Dispatcher:
         f.refresh(now, config.slow_ms)
         budget, arrived = self._budget()
         allowed = budget
+        launches: list[tuple[Payment, Processor, int, bytes]] = []
         for p in self.processors:
             queue = self.pinned[p.index]
             while queue and budget and self.in_flight < config.max_in_flight and (
                     p.ok or may_probe(p, now, config)):
                 payment = queue.popleft()
-                if not p.ok and now - payment.requested_at_ms >= config.settle_after_ms:
-                    self._launch_settle(payment, p)
+                settle_after = config.settle_after_ms
+                if (not p.ok and now - payment.requested_at_ms >= settle_after
+                        and now - payment.checked_ms >= settle_after):
+                    self._launch_settle(payment, p, now)
                 else:
-                    self._launch(payment, p, now)
+                    launches.append(self._prepare(payment, p, now))
                 budget -= 1
         fresh = self.fresh
         while fresh and budget:
             target = choose_processor(d, f, now, config, self.in_flight)
             if target is None:
                 break
-            self._launch(fresh.popleft(), self.processors[target], now)
+            launches.append(self._prepare(fresh.popleft(), self.processors[target], now))
             budget -= 1
+        if launches:
+            self.journal.flush()  # every attempt is on disk before its request leaves
+            for launch in launches:
+                self._send(*launch)
         backlog = self.backlog
         if self._paced:  # arrivals' own calls first; what is left of them is not carried
             self._catch_up = max(0.0, self._catch_up - max(0, allowed - budget - arrived))
@@ -237,22 +308,31 @@ class Dispatcher:
                           for p in self.processors)
             self._wake(max(soonest - now, config.retry_min_ms) / 1000)
 
-    def _launch(self, payment: Payment, p: Processor, now: int) -> None:
-        """Send one payment attempt; `_attempt_done` gets its outcome."""
+    def _prepare(self, payment: Payment, p: Processor,
+                 now: int) -> tuple[Payment, Processor, int, bytes]:
+        """Count one attempt as out and journal it (buffered); `_send` sends it."""
         if not p.ok:
             p.last_probe_ms = now
         p.in_flight += 1
-        if payment.pinned == p.index:
+        if payment.pinned == p.index:  # the identical body: same requestedAt, already journaled
             requested_at, body = payment.requested_at_ms, payment.body
         else:
             requested_at = now
             body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
+            payment.requested_at_ms = requested_at
+            self.journal.attempt(payment.correlation_id, payment.cents, p.index, requested_at)
         p.call_starts[payment] = now  # a payment has one attempt out at most
+        return payment, p, requested_at, body
+
+    def _send(self, payment: Payment, p: Processor, requested_at: int, body: bytes) -> None:
+        """Send one prepared attempt; `_attempt_done` gets its outcome."""
         p.pool.send(p.payment_request(body), self._timeout_s,
                     partial(self._attempt_done, payment, p, requested_at, body))
 
-    def _launch_settle(self, payment: Payment, p: Processor) -> None:
+    def _launch_settle(self, payment: Payment, p: Processor, now: int) -> None:
         p.in_flight += 1
+        payment.checked_ms = now
+        self._lookups.add(payment)
         task = asyncio.get_running_loop().create_task(self._settle(payment, p))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -263,25 +343,33 @@ class Dispatcher:
         started = p.call_starts.pop(payment)  # epoch ms sent
         p.in_flight -= 1
         now = now_ms()
+        journal = self.journal
         if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
             # stored by this call, or (422) by the earlier unknown one: same requestedAt
             self.ledgers[p.index].add(requested_at, payment.cents)
+            journal.stored(payment.correlation_id, payment.cents, p.index, requested_at)
+            self._unpin(payment)
             p.processed += 1
             self._observe(p, now, started, True)
         elif status == 422:
             self.processor_duplicates += 1
+            journal.finished(payment.correlation_id, payment.cents)
             self._observe(p, now, started, True)
-        elif status == 429:  # the processor's queue is full: nothing happened, come back soon
-            self._requeue(payment)
-        elif status >= 500 or status == 0:
-            if isinstance(error, OutcomeUnknown):  # it may have been stored: pin it there
-                payment.pinned = p.index
-                payment.requested_at_ms = requested_at
-                payment.body = body
+        elif isinstance(error, OutcomeUnknown):  # it may have been stored: pin it there
+            self._pin(payment, p.index, requested_at, body)
             self._observe(p, now, started, False)
+            self._requeue(payment)
+        elif status == 429 or status >= 500 or status == 0:
+            # this attempt is known not stored (an earlier unknown one, if pinned, may be)
+            if payment.pinned == UNPINNED:
+                journal.released(payment.correlation_id, payment.cents, p.index)
+            if status != 429:  # 429: the processor's queue is full, nothing to learn
+                self._observe(p, now, started, False)
             self._requeue(payment)
         else:
             self.dropped += 1
+            journal.finished(payment.correlation_id, payment.cents)
+            self._unpin(payment)
             log.error("processor %s refused payment %s for good with HTTP %d",
                       p.name, payment.correlation_id, status)
         if self.backlog:  # something waits for this call's slot or evidence: pump next tick
@@ -297,18 +385,18 @@ class Dispatcher:
             pass
         finally:
             p.in_flight -= 1
+            self._lookups.discard(payment)
         if status == 200:
             self.ledgers[p.index].add(payment.requested_at_ms, payment.cents)
+            self.journal.stored(payment.correlation_id, payment.cents, p.index,
+                                payment.requested_at_ms)
+            self._unpin(payment)
             p.processed += 1
             self.settled += 1
             log.info("settled payment %s: stored by %s at %d", payment.correlation_id,
                      p.name, payment.requested_at_ms)
-        elif status == 404:
-            payment.pinned = UNPINNED
-            self.settled += 1
+        elif status == 404:  # not yet, or never: it stays pinned and waits for its processor
             self._requeue(payment)
-            log.info("settled payment %s: never stored by %s, free to retry anywhere",
-                     payment.correlation_id, p.name)
         else:
             now = now_ms()
             self._observe(p, now, now, False)
@@ -338,6 +426,7 @@ class Dispatcher:
             self._wake(0)
         while (self.backlog or self.in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.02)
+        self.journal.flush()
         return self.backlog + self.in_flight
 
     async def close(self) -> None:

@@ -20,7 +20,14 @@ from typing import Any
 import httptools
 
 from .app import App
-from .routes import METHOD_NOT_ALLOWED, NOT_FOUND, ROUTES, error
+from .routes import (
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    ROUTES,
+    TOKEN_REQUIRED,
+    UNAUTHORIZED,
+    error,
+)
 
 Routes = dict[bytes, dict[bytes, Any]]  # path -> {method: handler(app, query, body)}
 
@@ -112,7 +119,7 @@ def _method_not_allowed(methods: dict[bytes, Any]) -> bytes:
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("app", "routes", "not_allowed", "transport", "parser", "url", "body",
                  "header_bytes", "body_bytes", "pending", "closing", "paused", "watch",
-                 "started", "idle_since", "closing_since")
+                 "started", "idle_since", "closing_since", "token")
 
     def __init__(self, app: App, routes: Routes = ROUTES,
                  not_allowed: dict[bytes, bytes] = METHOD_NOT_ALLOWED) -> None:
@@ -136,6 +143,8 @@ class HttpProtocol(asyncio.Protocol):
         self.started = 0.0  # the current request's first byte; 0.0: no request in progress
         self.idle_since = 0.0  # the end of the last request (or answer, if deferred)
         self.closing_since = 0.0  # set by the sweep once it sees the connection closing
+        # X-Rinha-Token of the current request; None: not looked for (RINHA_ADMIN_TOKEN unset)
+        self.token: bytes | None = b"" if app.config.admin_token else None
 
     # ---------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -213,6 +222,8 @@ class HttpProtocol(asyncio.Protocol):
         self.body.clear()
         self.header_bytes = 0
         self.body_bytes = 0
+        if self.token is not None:
+            self.token = b""
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -220,6 +231,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count_header(len(name) + len(value) + 4)
+        if self.token is not None and name.lower() == b"x-rinha-token":
+            self.token = value
 
     def _count_header(self, n: int) -> None:
         self.header_bytes += n
@@ -250,6 +263,8 @@ class HttpProtocol(asyncio.Protocol):
             handler = methods.get(self.parser.get_method())
             if handler is None:
                 answer = self.not_allowed.get(url) or _method_not_allowed(methods)
+            elif url in TOKEN_REQUIRED and not self.app.token_ok(self.token):
+                answer = UNAUTHORIZED
             else:
                 body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
                 try:

@@ -11,6 +11,7 @@ import orjson
 from .app import App
 from .cluster import PeerError, encode_counts
 from .errors import InvalidPayment, InvalidTimestamp
+from .fast import CLAIM_CONFLICT, CLAIM_FULL, CLAIM_NEW
 from .processors import now_ms
 
 log = logging.getLogger("rinha.routes")
@@ -42,6 +43,14 @@ def error(status: int, message: str, extra: str = "") -> bytes:
 
 ACCEPTED = response(202)  # prebuilt: the hot path writes these bytes and nothing else
 DUPLICATE = error(409, "duplicate correlationId: this payment was already accepted")
+AMOUNT_MISMATCH = error(422, "correlationId already used for a different amount")
+BACKLOG_FULL = error(503, "too many payments waiting for a processor: retry later",
+                     extra="Retry-After: 1\r\n")
+IDS_FULL = error(503, "the id table is full (RINHA_MAX_IDS): purge or raise the limit",
+                 extra="Retry-After: 60\r\n")
+JOURNAL_FAILED = error(503, "the payment could not be journaled: retry later",
+                       extra="Retry-After: 1\r\n")
+UNAUTHORIZED = error(401, "missing or wrong X-Rinha-Token")
 OK_EMPTY = response(200, b'{"message":"ok"}')
 NOT_FOUND = error(404, "not found")
 ALIVE = response(200, b"ok\n", content_type="text/plain")
@@ -54,12 +63,28 @@ def post_payment(app: App, query: bytes, body: bytes) -> Response:
     except InvalidPayment as exc:
         app.rejected += 1
         return error(400, str(exc))
-    if not app.ids.add(correlation_id):
-        app.duplicates += 1
-        return DUPLICATE
-    app.accepted += 1
-    app.dispatcher.submit(correlation_id, cents)
-    return ACCEPTED
+    if app.dispatcher.backlog >= app.config.max_backlog:
+        app.refused_full += 1
+        return BACKLOG_FULL
+    try:  # on disk (page cache) before the claim and the 202: see App.recover
+        app.journal.accept(correlation_id, cents)
+    except OSError:
+        log.exception("journal write failed")
+        app.refused_full += 1
+        return JOURNAL_FAILED
+    claim = app.ids.claim(correlation_id, cents)
+    if claim == CLAIM_NEW:
+        app.accepted += 1
+        app.dispatcher.submit(correlation_id, cents)
+        return ACCEPTED
+    if claim == CLAIM_CONFLICT:
+        app.rejected += 1
+        return AMOUNT_MISMATCH
+    if claim == CLAIM_FULL:
+        app.refused_full += 1
+        return IDS_FULL
+    app.duplicates += 1  # CLAIM_MINE / CLAIM_OTHER: accepted before, here or by a peer
+    return DUPLICATE
 
 
 def _range(app: App, query: bytes) -> tuple[int, int]:
@@ -77,11 +102,16 @@ def _range(app: App, query: bytes) -> tuple[int, int]:
     return bounds[0], bounds[1]
 
 
+def money(cents: int) -> bytes:
+    """A JSON number with two decimals from int cents: exact at any size (no float)."""
+    whole, part = divmod(cents, 100)
+    return b"%d.%02d" % (whole, part)
+
+
 def _summary_json(counts: tuple[int, int, int, int]) -> bytes:
-    return response(200, orjson.dumps({
-        "default": {"totalRequests": counts[0], "totalAmount": counts[1] / 100},
-        "fallback": {"totalRequests": counts[2], "totalAmount": counts[3] / 100},
-    }))
+    return response(200, b'{"default":{"totalRequests":%d,"totalAmount":%s},'
+                         b'"fallback":{"totalRequests":%d,"totalAmount":%s}}'
+                    % (counts[0], money(counts[1]), counts[2], money(counts[3])))
 
 
 def get_summary(app: App, query: bytes, body: bytes) -> Response:
@@ -107,7 +137,7 @@ async def _cluster_summary(app: App, local: tuple[int, int, int, int], from_ms: 
 
 
 def post_purge(app: App, query: bytes, body: bytes) -> Response:
-    app.purge()
+    app.purge()  # RINHA_ADMIN_TOKEN is checked by the protocol (TOKEN_REQUIRED)
     if not app.cluster.peers:
         return OK_EMPTY
     return _purge_peers(app)
@@ -155,21 +185,38 @@ def internal_health(app: App, query: bytes, body: bytes) -> Response:
     return OK_EMPTY
 
 
-# path -> {method: handler}
-ROUTES: dict[bytes, dict[bytes, Handler]] = {
+Routes = dict[bytes, dict[bytes, Handler]]  # path -> {method: handler}
+
+# the clients' listener (RINHA_BIND, behind Nginx)
+ROUTES: Routes = {
     b"/payments": {b"POST": post_payment},
     b"/payments-summary": {b"GET": get_summary},
     b"/purge-payments": {b"POST": post_purge},
     b"/healthz": {b"GET": get_alive},
     b"/metrics": {b"GET": get_metrics},
+}
+
+# routes that need X-Rinha-Token = RINHA_ADMIN_TOKEN when it is set (the protocol checks it)
+TOKEN_REQUIRED = frozenset({b"/purge-payments"})
+
+# the peers' listener (RINHA_INTERNAL_BIND, a 0600 unix socket): nothing else reaches these
+INTERNAL_ROUTES: Routes = {
     b"/internal/summary": {b"GET": internal_summary},
     b"/internal/purge": {b"POST": internal_purge},
     b"/internal/health": {b"POST": internal_health},
+    b"/healthz": {b"GET": get_alive},
 }
 
-METHOD_NOT_ALLOWED = {
-    path: error(405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n")
-    for path, h in ROUTES.items()
-}
 
-__all__ = ["ROUTES", "METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error"]
+def not_allowed(routes: Routes) -> dict[bytes, bytes]:
+    """The 405 answer of each path, with its Allow header."""
+    return {path: error(405, "method not allowed",
+                        extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n")
+            for path, h in routes.items()}
+
+
+METHOD_NOT_ALLOWED = not_allowed(ROUTES)
+INTERNAL_METHOD_NOT_ALLOWED = not_allowed(INTERNAL_ROUTES)
+
+__all__ = ["ROUTES", "INTERNAL_ROUTES", "TOKEN_REQUIRED", "METHOD_NOT_ALLOWED",
+           "INTERNAL_METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error", "money"]

@@ -29,17 +29,24 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
 
 
-async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol]) -> asyncio.Server:
-    """Serve `protocol_factory` on RINHA_BIND's address: `unix:/path.sock` or `host:port`.
-    Shared with the bench's no-op stand-in (rinha.bench.noop), so that the floor it measures
-    listens exactly as an instance does."""
+async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol],
+                 mode: int = 0o660) -> asyncio.Server:
+    """Serve `protocol_factory` on RINHA_BIND's address: `unix:/path.sock` (file mode `mode`)
+    or `host:port`. Shared with the bench's no-op stand-in (rinha.bench.noop), so that the
+    floor it measures listens exactly as an instance does."""
     loop = asyncio.get_running_loop()
     if bind.startswith("unix:"):
         path = bind[5:]
         if os.path.exists(path):
             os.unlink(path)  # a stale socket from a previous run
-        server = await loop.create_unix_server(protocol_factory, path, backlog=4096)
-        os.chmod(path, 0o666)  # Nginx workers may run as another user
+        # created with no access for others, then opened up to `mode`: never world-writable
+        # in between
+        old_umask = os.umask(0o177)
+        try:
+            server = await loop.create_unix_server(protocol_factory, path, backlog=4096)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, mode)
         return server
     host, _, port = bind.rpartition(":")
     return await loop.create_server(protocol_factory, host or None, int(port), backlog=4096,
@@ -47,38 +54,50 @@ async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol]) ->
 
 
 async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-def]
-    """Start an instance in the running loop; returns (app, server, background tasks)."""
+    """Start an instance in the running loop: recover from the journal, then listen for the
+    peers and for the clients. Returns (app, servers, background tasks)."""
     from .app import App
     from .health import run_poller
     from .protocol import HttpProtocol
+    from .routes import INTERNAL_METHOD_NOT_ALLOWED, INTERNAL_ROUTES
 
     if fast_module is None:
         from . import fast as fast_module
     app = App(config, fast_module)
+    app.recover()  # before listening: a peer asking for our summary meanwhile gets no answer
     loop = asyncio.get_running_loop()
-    server = await listen(config.bind, lambda: HttpProtocol(app))
+    internal = await listen(
+        config.internal_address,
+        lambda: HttpProtocol(app, INTERNAL_ROUTES, INTERNAL_METHOD_NOT_ALLOWED), mode=0o600)
+    public = await listen(config.bind, lambda: HttpProtocol(app), mode=int(config.socket_mode, 8))
+    servers = (public, internal)
+    if app.dispatcher.backlog:
+        app.dispatcher.wake()
     tasks = [
         loop.create_task(run_poller(app.processors, app.cluster, config.instance_id,
                                     config.cluster_size, config.health_interval_ms)),
         loop.create_task(app.watch_loop_lag()),
     ]
-    return app, server, tasks
+    return app, servers, tasks
 
 
-async def stop(app, server, tasks, drain_s: float | None = None) -> int:  # type: ignore[no-untyped-def]
-    """Stop accepting, let queued payments and calls in flight finish; return what was left."""
-    server.close()
+async def stop(app, servers, tasks, drain_s: float | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Stop accepting, let queued payments and calls in flight finish within `drain_s`;
+    return how many were left (they stay in the journal for the next start)."""
+    for server in servers:
+        server.close()
     for task in tasks:
         task.cancel()
     if drain_s is None:
         drain_s = app.config.drain_ms / 1000
     left = await app.dispatcher.drain(drain_s)
     await app.close()
-    if app.config.bind.startswith("unix:"):
-        try:
-            os.unlink(app.config.bind[5:])
-        except FileNotFoundError:
-            pass
+    for bind in (app.config.bind, app.config.internal_address):
+        if bind.startswith("unix:"):
+            try:
+                os.unlink(bind[5:])
+            except FileNotFoundError:
+                pass
     return left
 
 
@@ -88,20 +107,22 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    app, server, tasks = await start(config)
+    app, servers, tasks = await start(config)
     # Long-lived start-up objects never need collecting again; payments are acyclic and
     # freed by reference counting, so the cyclic GC can run rarely (it stalls the loop).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    log.info("listening bind=%s implementation=%s peers=%d instance_id=%d default=%s "
-             "fallback=%s", config.bind, app.fast.IMPLEMENTATION, len(config.peers),
-             config.instance_id, config.default_url, config.fallback_url)
+    log.info("listening bind=%s internal=%s implementation=%s peers=%d instance_id=%d "
+             "default=%s fallback=%s journal=%s fsync=%s", config.bind, config.internal_address,
+             app.fast.IMPLEMENTATION, len(config.peers), config.instance_id, config.default_url,
+             config.fallback_url, config.journal_path, config.journal_fsync)
     await stopping.wait()
     log.info("stopping: backlog=%d in_flight=%d", app.dispatcher.backlog, app.dispatcher.in_flight)
-    left = await stop(app, server, tasks)
+    left = await stop(app, servers, tasks)
     if left:
-        log.warning("stopped with %d payments not settled", left)
+        log.warning("stopped with %d payments not settled: they stay in the journal %s for "
+                    "the next start", left, config.journal_path)
     log.info("stopped accepted=%d processed_default=%d processed_fallback=%d", app.accepted,
              app.processors[0].processed, app.processors[1].processed)
     return 0

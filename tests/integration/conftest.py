@@ -72,18 +72,29 @@ class Stack:
     def fallback(self):
         return self.processors[1]
 
-    async def start_instances(self, n: int = 2, **settings) -> list[Instance]:
-        sockets = [f"unix:{self.tmp_path}/api{i}.sock" for i in range(n)]
+    @property
+    def data_dir(self) -> str:
+        return str(self.tmp_path / "data")
+
+    def instance_config(self, i: int, n: int, **settings) -> Config:
+        """Instance i of n, as `rinha up` configures it: one data dir, peers' internal sockets."""
         settings.setdefault("health_interval_ms", 300)
+        internal = [f"unix:{self.data_dir}/internal-{j}.sock" for j in range(n)]
+        return Config(
+            bind=f"unix:{self.tmp_path}/api{i}.sock", data_dir=self.data_dir,
+            peers=tuple(s for j, s in enumerate(internal) if j != i), instance_id=i,
+            default_url=self.default.url, fallback_url=self.fallback.url, **settings)
+
+    async def start_instance(self, config: Config) -> Instance:
+        app, server, tasks = await start(config, fast)
+        session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=config.bind[5:]))
+        instance = Instance(config, app, server, tasks, session)
+        self.instances.append(instance)
+        return instance
+
+    async def start_instances(self, n: int = 2, **settings) -> list[Instance]:
         for i in range(n):
-            config = Config(
-                bind=sockets[i], peers=tuple(s for j, s in enumerate(sockets) if j != i),
-                instance_id=i, default_url=self.default.url, fallback_url=self.fallback.url,
-                **settings)
-            app, server, tasks = await start(config, fast)
-            session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=sockets[i][5:]))
-            self.instances.append(Instance(config, app, server, tasks, session))
+            await self.start_instance(self.instance_config(i, n, **settings))
         return self.instances
 
     async def admin_summary(self, processor, from_ms: int | None = None,

@@ -34,9 +34,12 @@ async def wait_for_socket(path: str, proc: asyncio.subprocess.Process) -> None:
 async def test_sigterm_drains_queue_and_exits_zero(stack, tmp_path):
     sock = str(tmp_path / "api.sock")
     proc = await spawn_serve({"RINHA_BIND": f"unix:{sock}", "RINHA_DEFAULT_URL": stack.default.url,
-                              "RINHA_FALLBACK_URL": stack.fallback.url})
+                              "RINHA_FALLBACK_URL": stack.fallback.url,
+                              "RINHA_DATA_DIR": str(tmp_path / "data")})
     await wait_for_socket(sock, proc)
-    assert os.stat(sock).st_mode & 0o777 == 0o666, "Nginx workers must be able to connect"
+    # Nginx's worker shares the owner or the group; nobody else may connect
+    assert os.stat(sock).st_mode & 0o777 == 0o660
+    assert os.stat(tmp_path / "data" / "internal-0.sock").st_mode & 0o777 == 0o600
     await stack.configure(stack.default, delay=300)  # calls still in flight at SIGTERM
     async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as session:
         for _ in range(10):
@@ -78,6 +81,7 @@ async def test_refuses_to_start_without_the_compiled_module(tmp_path):
     sock = str(tmp_path / "api.sock")
     env = {k: v for k, v in os.environ.items() if k != "RINHA_NO_EXTENSIONS"}
     env["RINHA_BIND"] = f"unix:{sock}"
+    env["RINHA_DATA_DIR"] = str(tmp_path / "data")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", WITHOUT_EXTENSION, env=env, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 20)

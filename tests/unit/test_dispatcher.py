@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from typing import Any
 
 from rinha import fast
@@ -30,7 +32,8 @@ def dispatcher(**config: Any) -> tuple[Dispatcher, FakePool]:
     for p in processors:
         p.pool = pool  # type: ignore[assignment]
     ledgers = (fast.Ledger(), fast.Ledger())
-    return Dispatcher(Config(**config), processors, ledgers, fast.payment_body), pool
+    journal = fast.Journal(os.path.join(tempfile.mkdtemp(prefix="rinha-test-"), "journal.bin"))
+    return Dispatcher(Config(**config), processors, ledgers, fast.payment_body, journal), pool
 
 
 async def _tick(d: Dispatcher) -> None:
@@ -191,3 +194,92 @@ def test_without_a_deadline_problem_the_base_pace_holds() -> None:
         counts.append(len(pool.sent))
     per_tick = _steps(counts)
     assert per_tick == [2] + [1] * 9  # (2 on the first: the allowance saved while idle)
+
+
+ID = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+
+
+def _kinds(d: Dispatcher) -> list[tuple[int, int]]:
+    """(kind, processor) of every journal record so far."""
+    d.journal.flush()
+    replayed = fast.Journal(d.journal.path).replay((fast.Ledger(), fast.Ledger()))
+    return [(kind, processor) for kind, _, _, processor, _ in replayed]
+
+
+def test_every_attempt_is_journaled_before_it_is_sent_and_its_outcome_after() -> None:
+    async def scenario() -> None:
+        d, pool = dispatcher()
+        d.submit(ID, 1990)
+        await _tick(d)
+        assert _kinds(d) == [(fast.J_ATTEMPT, DEFAULT)]  # on disk: the request has left
+        pool.sent[0][1](200, b"{}", None)
+        assert _kinds(d) == [(fast.J_ATTEMPT, DEFAULT), (fast.J_STORED, DEFAULT)]
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_outcome_pins_for_good_and_a_404_lookup_does_not_unpin() -> None:
+    async def scenario() -> None:
+        from rinha.http_client import OutcomeUnknown
+
+        d, pool = dispatcher(hold_ms=0, settle_after_ms=0, retry_min_ms=1, retry_max_ms=1)
+        d.submit(ID, 1990)
+        await _tick(d)
+        first = pool.sent[0][0]
+        pool.sent[0][1](0, b"", OutcomeUnknown("timeout"))
+        assert d.in_doubt == 1 and len(d.pinned[DEFAULT]) == 1
+        # default keeps failing: fallback is healthy and the hold is over, yet every call
+        # for this payment goes to default, with the identical body
+        for _ in range(5):
+            await _tick(d)
+            for data, _ in pool.sent[1:]:
+                assert data == first
+            for _, done in pool.sent[1:]:
+                done(500, b"", None)
+            del pool.sent[1:]
+        assert d.in_doubt == 1 and d.processors[FALLBACK].processed == 0
+        assert _kinds(d) == [(fast.J_ATTEMPT, DEFAULT)]  # retries of a pinned body add nothing
+
+    asyncio.run(scenario())
+
+
+def test_a_restored_pinned_payment_is_retried_with_its_original_request() -> None:
+    async def scenario() -> None:
+        from rinha.recovery import Pending
+
+        d, pool = dispatcher()
+        d.restore(Pending(ID, 1990, pinned=FALLBACK, requested_at_ms=1_700_000_000_123))
+        d.restore(Pending("5b8a02c9-8e37-4e0e-bb2a-5ed2d8d071c4", 500))
+        assert d.in_doubt == 1 and d.backlog == 2
+        d.wake()
+        await _tick(d)
+        bodies = sorted(data for data, _ in pool.sent)
+        assert any(b'"requestedAt":"2023-11-14T22:13:20.123Z"' in b and ID.encode() in b
+                   for b in bodies)
+        for data, done in pool.sent:
+            done(422 if ID.encode() in data else 200, b"", None)
+        # the 422 answers the earlier, unknown attempt: recorded under its requestedAt
+        assert d.ledgers[FALLBACK].summary(0, 2**62) == (1, 1990)
+        assert d.ledgers[DEFAULT].summary(0, 2**62) == (1, 500)
+        assert d.in_doubt == 0
+
+    asyncio.run(scenario())
+
+
+def test_pending_records_describe_every_payment_not_settled() -> None:
+    async def scenario() -> None:
+        from rinha.http_client import OutcomeUnknown
+        from rinha.recovery import replay
+
+        d, pool = dispatcher(max_in_flight=2)
+        for i in range(4):
+            d.submit(f"00000000-0000-4000-8000-{i:012d}", 100 + i)
+        await _tick(d)  # two out, two queued
+        pool.sent[0][1](0, b"", OutcomeUnknown("lost"))  # pinned
+        records = d.pending_records()
+        ids = fast.SharedIdSet(os.path.join(tempfile.mkdtemp(), "ids.bin"), 100, 0)
+        recovered = replay(records, ids, (fast.Ledger(), fast.Ledger()))
+        assert recovered.queued == 2 and recovered.pinned == 2  # the pinned one and the one out
+        assert sorted(p.cents for p in recovered.payments) == [100, 101, 102, 103]
+
+    asyncio.run(scenario())

@@ -29,3 +29,12 @@ def test_every_setting_documented_with_its_default():
 def test_no_stale_rows():
     documented = set(table_rows()) - {"RINHA_NO_EXTENSIONS"}
     assert documented == {env for _, env, _, _ in SETTINGS}
+
+
+def test_the_table_is_the_generated_one():
+    from rinha.config import markdown_table
+
+    text = README.read_text()
+    block = text.split("<!-- config-table", 1)[1].split("<!-- /config-table -->", 1)[0]
+    assert block.split("\n", 1)[1].strip() == markdown_table(), (
+        "regenerate the README table with rinha.config.markdown_table()")
