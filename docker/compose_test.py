@@ -366,8 +366,8 @@ def check_sockets(env: dict[str, str]) -> None:
         raise Failure(f"owners and modes {seen}, expected {expected}")
     # the worker's ids, from /proc (no ps in every image)
     script = (
-        "for p in /proc/[0-9]*; do grep -q 'worker process' $p/cmdline 2>/dev/null"
-        " && grep -E '^(Uid|Gid):' $p/status; done"
+        "for p in /proc/[0-9]*; do grep -q '^nginx: worker process' $p/cmdline 2>/dev/null"
+        " && grep -E '^(Uid|Gid):' $p/status; done; true"
     )
     res = sh(["docker", "exec", container(env, "nginx"), "sh", "-c", script], env=env, quiet=True)
     print("  nginx worker: " + " ".join(res.stdout.split()))
