@@ -21,11 +21,11 @@ EXTRA_REQS := import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb")
 	else p["project"]["optional-dependencies"][sys.argv[1]]; print(" ".join(map(repr, r)))
 REQS = $(shell $(PY) -c '$(EXTRA_REQS)' $(1))
 
-.PHONY: help venv deps system-deps lint-deps build up test lint profile bench compose-test \
+.PHONY: help venv deps system-deps lint-deps build up test test-faults lint profile bench compose-test \
 	clean distclean
 
 help:
-	@echo "make up | test | lint | build | bench | profile | compose-test | clean | distclean"
+	@echo "make up | test | test-faults | lint | build | bench | profile | compose-test | clean | distclean"
 	@echo "  PYTHON=/path/to/python3 (>= 3.11) picks the interpreter $(VENV) is made from"
 
 # $(VENV) from PYTHON or the first Python >= 3.11 on PATH. Debian and Ubuntu ship venv's
@@ -107,6 +107,9 @@ up: deps  ## the whole stack on :$(PORT) with emulated processors (Ctrl-C stops 
 
 test: deps  ## the whole test suite (PYTEST_ARGS="tests/unit -x" for part of it)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-faults: deps  ## the fault-injection suite, long scenarios included (docs/RELIABILITY.md)
+	$(PY) -m pytest -q --run-soak tests/faults tests/integration/test_stack_supervision.py $(PYTEST_ARGS)
 
 lint-deps:  ## shellcheck from Debian (as root), or say how to get it
 	@if command -v shellcheck >/dev/null 2>&1; then :; \

@@ -77,8 +77,11 @@ def main() -> None:
     procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
                                "--fee", fee], stdout=subprocess.DEVNULL)
              for port, fee in zip(ports, ("0.05", "0.15"), strict=True)]
-    sock = os.path.join(tempfile.mkdtemp(), "api.sock")
+    run_dir = tempfile.mkdtemp()
+    sock = os.path.join(run_dir, "api.sock")
     env = {**os.environ, "RINHA_BIND": f"unix:{sock}", "RINHA_LOG_LEVEL": "WARNING",
+           "RINHA_DATA_DIR": os.path.join(run_dir, "data"),
+           "RINHA_MAX_IDS": str(max(args.n, 1_000_000)),
            "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
            "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}"}
     server = subprocess.Popen([sys.executable, "-m", "rinha", "serve"], env=env)
@@ -107,7 +110,11 @@ def main() -> None:
               f"({total / elapsed:.0f}/s end to end)")
         print(f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
               f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
-              f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB")
+              f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB; of which the process's own "
+              f"(RssAnon) {status_kb(server.pid, 'RssAnon') / 1024:.1f} MB and mapped files "
+              f"(RssFile: the id table shared by the cluster) "
+              f"{status_kb(server.pid, 'RssFile') / 1024:.1f} MB")
+        print(f"journal: {m['rinha_journal_bytes'] / 2**20:.1f} MiB")
     finally:  # (Ctrl-C reaches here; a plain SIGTERM would orphan the children)
         for proc in reversed(procs):
             proc.terminate()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -71,6 +72,7 @@ class NullTransport:
 async def run(mode: str, n: int) -> None:
     os.environ.setdefault("RINHA_DEFAULT_URL", "http://127.0.0.1:1")  # never connected to
     os.environ.setdefault("RINHA_FALLBACK_URL", "http://127.0.0.1:2")
+    os.environ.setdefault("RINHA_DATA_DIR", tempfile.mkdtemp(prefix="rinha-path-"))  # journal
     app = App(Config.from_env(), fast)
     dispatcher = app.dispatcher
     protocol = HttpProtocol(app)
