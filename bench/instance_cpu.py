@@ -41,11 +41,12 @@ from payment_path import nginx_request  # bench/, this script's own folder
 from rinha.stack import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
-MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups")
+MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups", "faults", "syscalls")
 
 
-def usage(pid: int) -> tuple[float, float, float, int]:
-    """(on-CPU s, user s, system s, voluntary context switches) of a process so far."""
+def usage(pid: int) -> tuple[float, float, float, int, int, int]:
+    """(on-CPU s, user s, system s, voluntary context switches, minor page faults, read and
+    write system calls) of a process so far."""
     with open(f"/proc/{pid}/schedstat") as f:
         on_cpu = int(f.read().split()[0]) / 1e9
     with open(f"/proc/{pid}/stat") as f:
@@ -53,7 +54,10 @@ def usage(pid: int) -> tuple[float, float, float, int]:
     with open(f"/proc/{pid}/status") as f:
         woken = next(int(line.split()[1]) for line in f
                      if line.startswith("voluntary_ctxt_switches:"))
-    return on_cpu, int(fields[11]) / TICKS, int(fields[12]) / TICKS, woken
+    with open(f"/proc/{pid}/io") as f:
+        io = dict(line.split(": ") for line in f.read().splitlines())
+    return (on_cpu, int(fields[11]) / TICKS, int(fields[12]) / TICKS, woken, int(fields[7]),
+            int(io["syscr"]) + int(io["syscw"]))
 
 
 class Client(asyncio.Protocol):
@@ -162,12 +166,14 @@ def run_variant(name: str, spec: str, processors: list[str], args: argparse.Name
     per_payment = [(a - b) / sent for a, b in zip(after, before, strict=True)]
     return {"name": name, "sent": sent, "bad": bad, "wall_s": wall,
             "on_cpu_us": per_payment[0] * 1e6, "user_us": per_payment[1] * 1e6,
-            "system_us": per_payment[2] * 1e6, "wakeups": per_payment[3]}
+            "system_us": per_payment[2] * 1e6, "wakeups": per_payment[3],
+            "faults": per_payment[4], "syscalls": per_payment[5]}
 
 
 def line(name: str, r: dict[str, Any]) -> str:
     return (f"{name:>10}: {r['on_cpu_us']:6.1f} µs on CPU per payment (ticks: user "
-            f"{r['user_us']:.0f}, system {r['system_us']:.0f}), {r['wakeups']:.2f} wake-ups")
+            f"{r['user_us']:.0f}, system {r['system_us']:.0f}), {r['wakeups']:.2f} wake-ups, "
+            f"{r['faults']:.2f} page faults, {r['syscalls']:.2f} read/write calls")
 
 
 def main() -> None:

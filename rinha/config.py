@@ -15,7 +15,7 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "unix:<RINHA_DATA_DIR>/internal-<RINHA_INSTANCE_ID>.sock"),
     ("socket_mode", "RINHA_SOCKET_MODE", "0660",
      "file mode (octal) of the client unix socket: Nginx's worker must be owner or in the group"),
-    ("data_dir", "RINHA_DATA_DIR", "/tmp/rinha",
+    ("data_dir", "RINHA_DATA_DIR", "/tmp/rinha-data",
      "this instance's journal (journal-<id>.bin) and the cluster's shared id table (ids.bin); "
      "every instance of one stack must use the same directory"),
     ("journal_fsync", "RINHA_JOURNAL_FSYNC", "off",
@@ -90,7 +90,7 @@ class Config:
     bind: str = "127.0.0.1:9999"
     internal_bind: str = ""
     socket_mode: str = "0660"
-    data_dir: str = "/tmp/rinha"
+    data_dir: str = "/tmp/rinha-data"
     journal_fsync: str = "off"
     max_ids: int = 1_000_000
     max_backlog: int = 50_000

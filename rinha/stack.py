@@ -106,7 +106,8 @@ class StackConfig:
     nginx: str | None = None  # None: find_nginx()
     env: dict[str, str] = field(default_factory=dict)  # extra env for the instances
     # what each instance runs, after the python binary (`rinha bench --floor`: a no-op)
-    instance_args: tuple[str, ...] = ("-m", "rinha", "serve")
+    # -P: the installed package runs, never a `rinha/` folder in the working directory
+    instance_args: tuple[str, ...] = ("-P", "-m", "rinha", "serve")
     ready_timeout: float = 30.0  # s, for the whole start
     stop_timeout: float = 5.0  # s per stage before SIGKILL
     restart_instances: bool = True  # False: an instance's death stops the stack, as Nginx's does
@@ -415,7 +416,8 @@ class Stack:
                 pport = pport or free_port()
                 if _port_in_use("127.0.0.1", pport):
                     raise StackError(f"port 127.0.0.1:{pport} for the {name} processor is in use")
-                cmd = [cfg.python, "-m", "rinha", "processor", "--port", str(pport), "--fee", fee]
+                cmd = [cfg.python, "-P", "-m", "rinha", "processor", "--port", str(pport),
+                       "--fee", fee]
                 child = self._spawn(name, "processor", cmd, dict(os.environ))
                 processor_pids.append(child.proc.pid)
                 urls.append(f"http://127.0.0.1:{pport}")

@@ -151,7 +151,7 @@ class _Run:
         )
         instance = "rinha serve"
         if a.floor:
-            config.instance_args = ("-m", FLOOR_MODULE, "serve")
+            config.instance_args = ("-P", "-m", FLOOR_MODULE, "serve")
             instance = f"{FLOOR_MODULE} serve"
             self.notes.append(
                 f"floor run: each instance was a no-op upstream ({FLOOR_MODULE}); only the"

@@ -99,7 +99,7 @@ def test_at_least_two_instances_of_our_image(services: dict[str, dict]) -> None:
 def internal_address(env: dict[str, str]) -> str:
     """Where an instance listens for its peers: RINHA_INTERNAL_BIND, else its default (see
     rinha/config.py: internal_bind)."""
-    data_dir = env.get("RINHA_DATA_DIR", "/tmp/rinha")
+    data_dir = env.get("RINHA_DATA_DIR", "/tmp/rinha-data")
     return env.get("RINHA_INTERNAL_BIND") or (
         f"unix:{data_dir}/internal-{env.get('RINHA_INSTANCE_ID', '0')}.sock"
     )

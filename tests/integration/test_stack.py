@@ -313,6 +313,21 @@ def test_python_api_gives_urls_and_pids(tmp_path: Path) -> None:
         assert not Path(f"/proc/{pid}").exists()
 
 
+def test_a_rinha_folder_in_the_working_directory_is_not_what_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. `rinha up` started inside a checkout whose extension is not compiled: the
+    # children must import the installed package, not ./rinha
+    decoy = tmp_path / "rinha"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy in the cwd was imported')\n")
+    (decoy / "__main__.py").write_text("raise SystemExit('the decoy in the cwd was run')\n")
+    monkeypatch.chdir(tmp_path)
+    config = StackConfig(port=0, default_port=0, fallback_port=0, run_dir=str(tmp_path / "run"))
+    with Stack(config) as info:
+        status, _ = http("GET", info.url + "/payments-summary")
+        assert status == 200
+
+
 def test_existing_processors_are_used_instead_of_emulators(tmp_path: Path) -> None:
     ports = [free_port(), free_port()]
     env = dict(os.environ)
