@@ -76,6 +76,7 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "on SIGTERM: how long queued payments and calls in flight may take to finish"),
     ("max_body_bytes", "RINHA_MAX_BODY_BYTES", "4096", "larger request bodies get 413"),
     ("log_level", "RINHA_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("log_format", "RINHA_LOG_FORMAT", "text", "text, or json: one JSON object per line"),
 )
 
 _BY_FIELD = {name: (env, default) for name, env, default, _ in SETTINGS}
@@ -119,6 +120,7 @@ class Config:
     drain_ms: int = 3_000
     max_body_bytes: int = 4_096
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def cluster_size(self) -> int:
@@ -157,6 +159,35 @@ class Config:
             else:
                 values[f.name] = raw
         config = cls(**values)  # type: ignore[arg-type]
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """ValueError naming the variable and what is wrong with it, for the first bad one."""
+        from .http_client import Address
+
+        config = self
+        for var, text in (("RINHA_BIND", config.bind),
+                          ("RINHA_INTERNAL_BIND", config.internal_address),
+                          ("RINHA_DEFAULT_URL", config.default_url),
+                          ("RINHA_FALLBACK_URL", config.fallback_url),
+                          *(("RINHA_PEERS", peer) for peer in config.peers)):
+            try:
+                address = Address.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"{var}: {exc}") from None
+            if address.port is not None and not 0 <= address.port <= 65535:
+                raise ValueError(f"{var}: port {address.port} is not in 0..65535")
+        if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"RINHA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, "
+                             f"got {config.log_level!r}")
+        if config.log_format not in ("text", "json"):
+            raise ValueError(f"RINHA_LOG_FORMAT must be text or json, got {config.log_format!r}")
+        for name in ("max_ids", "max_backlog", "peer_connections", "launch_per_tick",
+                     "call_timeout_ms", "header_timeout_ms", "idle_timeout_ms",
+                     "health_interval_ms", "peer_timeout_ms", "max_body_bytes"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{_BY_FIELD[name][0]} must be at least 1")
         if config.instance_id >= config.cluster_size:
             raise ValueError(
                 f"RINHA_INSTANCE_ID={config.instance_id} but the cluster has "
@@ -181,7 +212,6 @@ class Config:
         if mode & 0o002:
             raise ValueError("RINHA_SOCKET_MODE must not make the socket world-writable "
                              f"(got {config.socket_mode}); give Nginx the group instead")
-        return config
 
 
 def markdown_table() -> str:

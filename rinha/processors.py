@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from .http_client import Address, HttpPool, build_request
 
+log = logging.getLogger("rinha.processors")
+
 DEFAULT = 0
 FALLBACK = 1
 NAMES = ("default", "fallback")
+STATE_LOG_EVERY_MS = 5_000  # a flapping processor logs its changes at most this often
 
 
 def now_ms() -> int:
@@ -29,6 +33,7 @@ class Processor:
         "health_failing", "health_min_ms", "health_at_ms",
         "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed", "ok",
         "evidence_sent_ms", "bad_sent_ms", "ok_since_ms", "last_probe_ms",
+        "logged_ms", "changes_unlogged",
     )
 
     def __init__(self, index: int, url: str) -> None:
@@ -59,6 +64,8 @@ class Processor:
         self.evidence_sent_ms = 0  # send time of the call whose answer set `failing`/latency
         self.bad_sent_ms = 0  # send time of the newest call that showed it unusable
         self.last_probe_ms = 0  # epoch ms of the last probe sent while unusable
+        self.logged_ms = 0  # epoch ms of the last state change logged
+        self.changes_unlogged = 0  # state changes since then, not logged (rate limit)
 
     def payment_request(self, body: bytes) -> bytes:
         return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
@@ -91,6 +98,8 @@ class Processor:
     def refresh(self, now: int, slow_ms: int) -> bool:
         """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
         ok = self.usable(now, slow_ms)
+        if ok != self.ok:
+            self._log_change(now, ok)
         if ok:
             if not self.ok:
                 self.ok_since_ms = now
@@ -103,6 +112,25 @@ class Processor:
                 self.bad_sent_ms = max(self.bad_sent_ms, now - age)
         self.ok = ok
         return ok
+
+    def _log_change(self, now: int, ok: bool) -> None:
+        """WARNING when it becomes unusable, INFO when it recovers; at most one line per
+        STATE_LOG_EVERY_MS, saying how many changes were not logged in between."""
+        if now - self.logged_ms < STATE_LOG_EVERY_MS:
+            self.changes_unlogged += 1
+            return
+        since = (f" ({self.changes_unlogged} changes not logged since the last line)"
+                 if self.changes_unlogged else "")
+        self.logged_ms = now
+        self.changes_unlogged = 0
+        if ok:
+            log.info("processor %s usable again: latency %.0f ms%s", self.name,
+                     self.effective_latency_ms(now), since)
+        elif self.is_failing(now):
+            log.warning("processor %s unusable: failing%s", self.name, since)
+        else:
+            log.warning("processor %s unusable: too slow (%.0f ms per call)%s", self.name,
+                        self.effective_latency_ms(now), since)
 
     def unusable_for_ms(self, now: int) -> int:
         return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms

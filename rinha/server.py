@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from .config import Config, help_table
+from .config import SETTINGS, Config, help_table
 
 log = logging.getLogger("rinha.server")
 
@@ -23,10 +23,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     parser.set_defaults(handler=run)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (RINHA_LOG_FORMAT=json), for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        entry = {"time": self.formatTime(record), "level": record.levelname,
+                 "logger": record.name, "pid": record.process, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+
+def setup_logging(level: str, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol],
@@ -74,11 +88,28 @@ async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-de
     if app.dispatcher.backlog:
         app.dispatcher.wake()
     tasks = [
+        loop.create_task(say_if_unreachable(app.processors)),
         loop.create_task(run_poller(app.processors, app.cluster, config.instance_id,
                                     config.cluster_size, config.health_interval_ms)),
         loop.create_task(app.watch_loop_lag()),
     ]
     return app, servers, tasks
+
+
+async def say_if_unreachable(processors) -> None:  # type: ignore[no-untyped-def]
+    """A processor we cannot even connect to at start is said at once (a wrong URL would
+    otherwise only show as a growing backlog)."""
+    for p in processors:
+        address = p.pool.address
+        try:
+            if address.unix_path:
+                connecting = asyncio.open_unix_connection(address.unix_path)
+            else:
+                connecting = asyncio.open_connection(address.host, address.port)
+            _, writer = await asyncio.wait_for(connecting, 2.0)
+            writer.close()
+        except (OSError, TimeoutError) as exc:
+            log.warning("processor %s unreachable at %s: %s", p.name, address, exc)
 
 
 async def stop(app, servers, tasks, drain_s: float | None = None) -> int:  # type: ignore[no-untyped-def]
@@ -107,7 +138,18 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    app, servers, tasks = await start(config)
+    log.info("config %s", " ".join(f"{env}={getattr(config, name)!r}"
+                                   for name, env, _, _ in SETTINGS
+                                   if name != "admin_token") +
+             f" RINHA_ADMIN_TOKEN={'(set)' if config.admin_token else '(unset)'}")
+    try:
+        app, servers, tasks = await start(config)
+    except OSError as exc:  # a busy port, a path we may not use, an unreadable journal
+        print(f"rinha serve: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a journal or id table that is not ours (FileFormatError)
+        print(f"rinha serve: {exc}", file=sys.stderr)
+        return 2
     # Long-lived start-up objects never need collecting again; payments are acyclic and
     # freed by reference counting, so the cyclic GC can run rarely (it stalls the loop).
     gc.collect()
@@ -134,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"rinha serve: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     try:
         from . import fast  # noqa: F401  refuse to start without the compiled module
     except ImportError as exc:

@@ -96,3 +96,51 @@ async def test_refuses_to_start_without_the_compiled_module(tmp_path):
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert "implementation=reference" in err.decode()
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"RINHA_DEFAULT_URL": "localhost"}, "RINHA_DEFAULT_URL: address must be"),
+    ({"RINHA_BIND": "127.0.0.1:99999"}, "RINHA_BIND: port 99999"),
+    ({"RINHA_LOG_LEVEL": "loud"}, "RINHA_LOG_LEVEL must be"),
+    ({"RINHA_SOCKET_MODE": "0666"}, "world-writable"),
+    ({"RINHA_JOURNAL_FSYNC": "sometimes"}, "RINHA_JOURNAL_FSYNC must be"),
+])
+async def test_a_bad_setting_is_one_line_naming_it_and_exit_2(env, message):
+    proc = await spawn_serve(env)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+async def test_a_busy_port_is_a_message_not_a_traceback(tmp_path):
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    proc = await spawn_serve({"RINHA_BIND": f"127.0.0.1:{port}",
+                              "RINHA_DATA_DIR": str(tmp_path / "data")})
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    busy.close()
+    assert proc.returncode == 2
+    assert "cannot start" in err.decode() and "Traceback" not in err.decode()
+
+
+async def test_json_logs_and_an_unreachable_processor_said_at_once(tmp_path):
+    import json
+
+    sock = str(tmp_path / "api.sock")
+    proc = await spawn_serve({"RINHA_BIND": f"unix:{sock}", "RINHA_LOG_FORMAT": "json",
+                              "RINHA_DATA_DIR": str(tmp_path / "data"),
+                              "RINHA_DEFAULT_URL": "http://127.0.0.1:1"})
+    await wait_for_socket(sock, proc)
+    await asyncio.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 20)
+    entries = [json.loads(line) for line in err.decode().splitlines()]
+    assert any(e["message"].startswith("config ") and "RINHA_DEFAULT_URL" in e["message"]
+               for e in entries)
+    assert any(e["level"] == "WARNING" and "default unreachable" in e["message"]
+               for e in entries)

@@ -163,3 +163,26 @@ def test_config_rejects_bad_values():
         Config.from_env({"RINHA_INSTANCE_ID": "1"})
     assert Config.from_env({"RINHA_PEERS": "unix:/a.sock, http://h:1",
                             "RINHA_INSTANCE_ID": "2"}).cluster_size == 3
+
+
+def test_state_changes_are_logged_and_rate_limited(caplog) -> None:
+    import logging
+
+    from rinha.processors import STATE_LOG_EVERY_MS, Processor
+
+    p = Processor(0, "http://127.0.0.1:1")
+    caplog.set_level(logging.INFO, logger="rinha.processors")
+    t = 1_000_000
+    p.observe(t, t, False, 1_200, 20, 250)
+    p.refresh(t, 1_200)
+    p.observe(t + 10, t + 10, True, 1_200, 20, 250)
+    p.refresh(t + 10, 1_200)  # flaps back within the limit: not logged
+    p.observe(t + 20, t + 20, False, 1_200, 20, 250)
+    p.refresh(t + 20, 1_200)
+    now = t + STATE_LOG_EVERY_MS + 20
+    p.observe(now, now - 30, True, 1_200, 20, 250)
+    p.refresh(now, 1_200)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == ("WARNING", "processor default unusable: failing")
+    assert lines[1][0] == "INFO" and "usable again" in lines[1][1]
+    assert "2 changes not logged" in lines[1][1] and len(lines) == 2
