@@ -118,7 +118,7 @@ def _method_not_allowed(methods: dict[bytes, Any]) -> bytes:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("app", "routes", "not_allowed", "transport", "parser", "url", "body",
-                 "header_bytes", "body_bytes", "pending", "closing", "paused", "watch",
+                 "header_bytes", "body_bytes", "pending", "closing", "watch",
                  "started", "idle_since", "closing_since", "token")
 
     def __init__(self, app: App, routes: Routes = ROUTES,
@@ -137,7 +137,6 @@ class HttpProtocol(asyncio.Protocol):
         # answers waiting for an earlier awaitable one: bytes, or a Future of bytes
         self.pending: deque[Any] = deque()
         self.closing = False
-        self.paused = False
         self.watch: _Watch | None = None
         # timestamps on the watch's clock (loop time, s)
         self.started = 0.0  # the current request's first byte; 0.0: no request in progress
@@ -182,12 +181,10 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = None  # type: ignore[assignment]
 
     def pause_writing(self) -> None:  # the client is not reading its answers: stop reading
-        self.paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.paused = False
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 

@@ -87,10 +87,6 @@ class Schedule:
             current = phase
         return current
 
-    def changes(self) -> list[Phase]:
-        """The phases after the first: the instants at which settings switch."""
-        return list(self.phases[1:])
-
     def to_json(self) -> list[dict]:
         return [p.to_json() for p in self.phases]
 
