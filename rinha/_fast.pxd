@@ -59,20 +59,25 @@ cdef class SharedIdSet:
 
 @cython.final
 cdef class Journal:
-    # an append-only file of 40-byte records (see _fast.pyx) and the records not yet written
-    cdef int _fd  # O_RDWR | O_APPEND; -1 once closed
-    cdef bint _sync  # fdatasync after each accept
-    cdef unsigned char* _buf  # records buffered since the last write(2)
+    # an append-only file of 40-byte records (see _fast.pyx), written through a MAP_SHARED
+    # mapping of the whole file; the file is extended a chunk at a time ahead of the records
+    cdef int _fd  # O_RDWR, holding a shared OFD lock; -1 once closed
+    cdef bint _sync  # msync + fdatasync after each accept
+    cdef unsigned char* _map  # the file mapped from offset 0; NULL until the next append maps it
+    cdef Py_ssize_t _map_len  # bytes mapped (the file is at least this long: allocated, zeros)
+    cdef Py_ssize_t _size  # the logical end: header and records; the next record goes here
+    cdef Py_ssize_t _synced  # bytes before this offset were synced by the last sync
+    cdef unsigned char* _buf  # records held while the file could not be extended (normally none)
     cdef Py_ssize_t _buf_len
     cdef Py_ssize_t _buf_cap
-    cdef Py_ssize_t _size  # bytes of good data in the file
     cdef Py_ssize_t _dropped  # bytes the last replay cut off
-    cdef bint _broken  # a failed write left a tail that could not be cut back
     cdef object _path
 
     cdef int _ready(self) except -1
-    cdef int _write(self, const unsigned char* data, Py_ssize_t n) except -1
+    cdef int _unmap(self) noexcept
+    cdef int _room(self, Py_ssize_t n) except -1
     cdef int _datasync(self) except -1
+    cdef int _sync_c(self) except -1
     cdef int append_c(self, int kind, const unsigned char* raw, int64_t cents, int processor,
                       int64_t ms) except -1
     cdef int flush_c(self) except -1

@@ -275,78 +275,104 @@ class Journal:
     ledger's entries as (epoch ms int64, cents int64) pairs in time order and the CRC-32 of
     those pairs (4 bytes).
 
-    The file is opened O_RDWR | O_APPEND (mode 0600, its directory created with mode 0700 if
-    missing); every write is one write(2) of whole records. A write error raises OSError after
-    cutting the file back to its last whole record (ftruncate), so no torn record is left for
-    new ones to follow; if even that fails, every write raises OSError until `replay()` or
-    `clear()`. Records reach the page cache at once (they outlive a SIGKILL); `sync=True` or
-    `sync()` also makes them outlive a power cut.
+    The file (mode 0600, its directory created with mode 0700 if missing) is opened O_RDWR and
+    mapped MAP_SHARED whole; a record is written by copying its 40 bytes into the mapping at
+    the logical end (`size`): no system call, and the page-cache page it lands in outlives a
+    SIGKILL of the process. The file is allocated (posix_fallocate) and mapped again 1 MiB
+    (`_JOURNAL_CHUNK`) at a time ahead of the records, so while it is open, or after its
+    process died, it is longer than `size` and ends in zeros; the clean end of the records is
+    the first all-zero record slot. `close()` and `replay()` cut the zeros off. Extending is the
+    only step that can fail (a full disk: OSError, never a SIGBUS when copying, as the blocks
+    are allocated first); `accept` then raises and writes nothing, while the other kinds are
+    held in memory (`pending_bytes`) and copied by the next `flush()` or `accept` that finds
+    room. `sync=True` or `sync()` also makes the records outlive a power cut.
 
-    After a crash, `replay()` before appending: new records written after a torn tail would be
-    cut off by the next replay. Replayed records are Python objects (about 230 bytes each):
-    `compact()` keeps the file short. Not thread-safe; a Journal collected without `close()`
-    loses its buffered records.
+    Every open Journal holds a shared lock (an OFD lock, per open file) on its file; `replay()`
+    and `close()` cut the file only while no other Journal has it open, since that one's
+    mapping would then reach past the end of the file. A second Journal may thus open a live
+    journal's file to read it; only one may append (and `clear()` it).
+
+    After a crash, `replay()` before appending: if the file ends in a torn or corrupt record,
+    a Journal just opened appends after the damage, and the next replay cuts those records off
+    with it. Replayed records are Python objects (about 230 bytes each): `compact()` keeps the
+    file short. Not thread-safe. A Journal collected without `close()` leaves its file with the
+    zeros at its end (harmless: they are skipped as unused space) and loses any held records.
     """
 
     def __init__(self, path: str, sync: bool = False) -> None:
-        """Open (or create) the journal at `path`; `sync`: fdatasync after each `accept`.
+        """Open (or create) the journal at `path`; `sync`: each `accept` is msync'd and
+        fdatasync'd before it returns.
 
-        Raises `rinha.errors.FileFormatError` (a ValueError) if the file is not a journal (bad
+        Finds the logical end by reading the records up to the first all-zero slot (the
+        unused part of the file), which reads the whole file. Raises
+        `rinha.errors.FileFormatError` (a ValueError) if the file is not a journal (bad
         magic) or of another format version; OSError from the file system.
         """
     def accept(self, correlation_id: str, cents: int) -> None:
-        """Record that the payment was accepted: a `J_ACCEPT` record, written at once in one
-        write(2) together with any buffered records before it (file order is call order), then
-        fdatasync'd if the journal was opened with sync=True. Call it before answering 202; on
-        OSError answer 503 (nothing of it is in the file, and the buffer is as it was).
+        """Record that the payment was accepted: a `J_ACCEPT` record, copied into the mapping
+        after any records held in memory (file order is call order); in the page cache when
+        this returns. With sync=True, msync(MS_SYNC) of the pages written since the last sync
+        and fdatasync before it returns (if they fail, the record is taken back). Call it before
+        answering 202; on OSError (the file could not be extended, or synced) answer 503:
+        nothing of it is in the file, and the held records are as they were.
 
         TypeError / ValueError for an id that is not a canonical UUID str, ValueError if
         cents < 0 or the journal is closed.
         """
     def attempt(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
-        """Buffer a `J_ATTEMPT` record (no syscall): sent to `processor` (0 default, 1 fallback)
-        with requestedAt `ms`. `flush()` before the request leaves. ValueError for a processor
-        other than 0 or 1; otherwise as `accept`."""
+        """Copy a `J_ATTEMPT` record into the mapping: sent to `processor` (0 default, 1
+        fallback) with requestedAt `ms`. Never OSError: if the file cannot be extended the
+        record is held in memory (`pending_bytes`) until `flush()` or the next `accept`.
+        ValueError for a processor other than 0 or 1; otherwise as `accept`."""
     def stored(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
-        """Buffer a `J_STORED` record: `processor` stored the payment under requestedAt `ms`."""
+        """A `J_STORED` record, as `attempt`: `processor` stored the payment under requestedAt
+        `ms`."""
     def released(self, correlation_id: str, cents: int, processor: int) -> None:
-        """Buffer a `J_RELEASED` record: the attempt to `processor` is known not to be stored."""
+        """A `J_RELEASED` record, as `attempt`: the attempt to `processor` is known not to be
+        stored."""
     def finished(self, correlation_id: str, cents: int) -> None:
-        """Buffer a `J_FINISHED` record: nothing will ever be charged for the payment."""
+        """A `J_FINISHED` record, as `attempt`: nothing will ever be charged for the payment."""
     def flush(self) -> None:
-        """Write every buffered record with one write(2). OSError as described above (the
-        records stay buffered); ValueError if closed."""
+        """Copy the records held in memory (only after the file could not be extended) into
+        the file: all of them, or OSError and they stay held. Usually nothing to do: every
+        record is in the page cache when its call returns. ValueError if closed."""
     def sync(self) -> None:
-        """`flush()`, then fdatasync(2)."""
+        """`flush()`, then msync(MS_SYNC) of the pages written since the last sync and
+        fdatasync(2): everything recorded so far outlives a power cut."""
     def replay(self, ledgers: Sequence[Ledger]) -> list[tuple[int, str, int, int, int]]:
         """Read the file from the start (after a `flush()`): snapshot blocks are added to
         `ledgers` (index 0 default, 1 fallback; each a Ledger of this module, TypeError
         otherwise), every other record is returned as (kind, correlationId lower-cased, cents,
         processor, ms), in file order.
 
-        The first record that is short, has a bad magic or CRC, or makes no sense ends the
-        replay, and the file is cut (ftruncate) right before it so that new records follow good
-        data; `dropped_bytes` tells how many bytes went. That is what a crash mid-write leaves
-        at the tail; corruption in the middle of the file (a bad disk) also stops the replay
-        there, and every record after it is lost with it.
+        The first record that is all zeros ends the records (the unused part of the file). The
+        first that is short, has a bad magic or CRC, or makes no sense also ends the replay.
+        Appends go on from there, and the file is cut (ftruncate) right there, unless another
+        open Journal maps it; `dropped_bytes` tells how many bytes of data were past that point.
+        A crash while a record was being written leaves it torn at the tail; corruption in the
+        middle of the file (a bad disk) also stops the replay there, and every record after it
+        is lost with it.
         """
     def compact(
         self, ledgers: Sequence[Ledger], pending: Iterable[tuple[int, str, int, int, int]]
     ) -> None:
         """Replace the file with: the header, a `J_SNAPSHOT` of `ledgers[0]` and of
         `ledgers[1]`, then `pending` (tuples as `replay` returns, kinds 1..5) in order, and go on
-        appending to it.
+        appending to it (the next record maps it).
 
-        Buffered records are first flushed to the old file and not carried over: `ledgers` and
+        Held records are first flushed to the old file and not carried over: `ledgers` and
         `pending` must describe the whole state. The new file is written under a temporary
         name in the same directory and fsync'd, renamed over `path` (atomic: a crash leaves the
         old file or the new one), and the directory is fsync'd. Every pending tuple is checked
         before anything is written (TypeError / ValueError).
         """
     def clear(self) -> None:
-        """Purge: the file becomes just its header and the buffer is dropped."""
+        """Purge: the file becomes just its header (ftruncate) and held records are dropped."""
     def close(self) -> None:
-        """Flush, then close the file; any later use raises ValueError. Idempotent."""
+        """Flush, unmap, cut off the zeros that end the file (the unused part of its last
+        chunk, never a record: another Journal may have appended since this one looked) unless
+        another open Journal has the file, then close it; any later use raises ValueError.
+        Idempotent."""
     def __enter__(self) -> Journal: ...
     def __exit__(self, *exc_info: object) -> None:
         """`close()`."""
@@ -355,10 +381,14 @@ class Journal:
         """The path it was opened with."""
     @property
     def size(self) -> int:
-        """Bytes in the file: header, records flushed and snapshots."""
+        """The logical size: header, records and snapshots, where the next record goes; not
+        the file's allocated length (larger while open). Once closed (the only Journal on its
+        file), the file is this long."""
     @property
     def pending_bytes(self) -> int:
-        """Bytes buffered and not yet written (40 per record)."""
+        """Bytes of records held in memory because the file could not be extended (40 per
+        record); 0 otherwise."""
     @property
     def dropped_bytes(self) -> int:
-        """Bytes the last `replay()` cut off the end of the file (0 if none, or never replayed)."""
+        """Bytes of data the last `replay()` found past the point where it stopped, the zeros
+        that end the file not counted (0 if none, or never replayed)."""

@@ -23,10 +23,11 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 
+import fcntl
 import gc
 import os
 import struct
-from errno import EINVAL, ENOSYS, ENOTSUP, EOPNOTSUPP
+from errno import EACCES, EAGAIN, EINVAL, ENOLCK, ENOSYS, ENOTSUP, EOPNOTSUPP
 
 from rinha.errors import (
     FileFormatError,
@@ -108,12 +109,13 @@ cdef extern from *:
     uint64_t _atomic_add "rinha_add"(uint64_t* p, uint64_t n) noexcept nogil
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
     int munmap(void* addr, size_t length) nogil
+    int msync(void* addr, size_t length, int flags) nogil
     void* MAP_FAILED
     int PROT_READ
     int PROT_WRITE
     int MAP_SHARED
+    int MS_SYNC
     Py_ssize_t c_write "write"(int fd, const void* buf, size_t n) nogil
-    int c_ftruncate "ftruncate"(int fd, long length) nogil
     int c_fdatasync "fdatasync"(int fd) nogil
     int c_close "close"(int fd) nogil
 
@@ -129,6 +131,7 @@ cdef enum:
     _JNL_VERSION = 1
     _REC = 40  # bytes per journal record
     _REC_MAGIC = 0xA5  # first byte of every record: zero-filled or torn space does not match
+    _JNL_CHUNK = 1 << 20  # the journal's file grows by this much at a time, ahead of its records
     _SNAP_CHUNK = 4096  # ledger entries per write(2) of a snapshot (64 KiB)
 
 cdef int64_t _MAX_CENTS = 10000000000000  # largest accepted amount: 100,000,000,000.00
@@ -1385,6 +1388,11 @@ _IDS_LAYOUT = struct.Struct("<8sIIQ16sQ16x")  # magic, version, header bytes, sl
 _JNL_MAGIC = b"RINHAJNL"
 _JNL_LAYOUT = struct.Struct("<8sII")  # magic, version, record bytes
 _NO_FALLOCATE = {EINVAL, ENOSYS, ENOTSUP, EOPNOTSUPP}  # file systems that cannot preallocate
+_JOURNAL_CHUNK = _JNL_CHUNK
+_FLOCK = struct.Struct("@hhqqi4x")  # Linux's struct flock: type, whence, start, length, pid
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)  # open file description locks (Linux)
+_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
+_NO_LOCKS = {EINVAL, ENOLCK, ENOSYS, ENOTSUP, EOPNOTSUPP}  # file systems without them
 
 
 def _make_parent(path):
@@ -1475,16 +1483,79 @@ def _check_journal_header(path, header):
             f"this build reads version {_JNL_VERSION} with {_REC}")
 
 
-def _open_journal_file(path):
-    """(fd, size) of the journal at path, opened O_RDWR | O_APPEND and created if missing."""
-    _make_parent(path)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _lock_journal(fd, exclusive, wait):
+    """Set this open file description's lock on the whole journal file: shared (every open
+    Journal holds one) or exclusive (taken for a moment to cut the file). False if another open
+    file description holds a conflicting lock and not wait; True where the system has no OFD
+    locks (a Journal then acts as its file's only user)."""
+    if _OFD_SETLK is None:
+        return True
+    request = _FLOCK.pack(fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
     try:
+        fcntl.fcntl(fd, _OFD_SETLKW if wait else _OFD_SETLK, request)
+    except OSError as exc:
+        if exc.errno in (EAGAIN, EACCES) and not wait:
+            return False
+        if exc.errno in _NO_LOCKS:
+            return True
+        raise
+    return True
+
+
+def _zeros_start(fd, size, length):
+    """Where the zero bytes that end the file's bytes size..length start (size if all are)."""
+    end = length
+    while end > size:
+        start = max(size, end - 65536)
+        kept = len(os.pread(fd, end - start, start).rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return size
+
+
+def _cut_journal(fd, size, zeros_only=False):
+    """Cut the file to size bytes (zeros_only: only the zeros that end it, back to size at
+    most), unless another open Journal holds it too: that one's mapping would then reach past
+    the end of the file (SIGBUS on its next record). True if cut (or already that short)."""
+    if not _lock_journal(fd, True, False):
+        return False
+    try:
+        length = os.fstat(fd).st_size
+        if zeros_only:
+            size = _zeros_start(fd, size, length)
+        if length > size:
+            os.ftruncate(fd, size)
+    finally:
+        _lock_journal(fd, False, True)
+    return True
+
+
+def _allocate_journal(fd, start, end):
+    """Disk blocks for bytes start..end of the file, which grows to end bytes if shorter: a full
+    disk is an OSError now rather than a SIGBUS when a record is copied into the mapping. Where
+    the file system cannot preallocate, the file is only extended (ftruncate)."""
+    try:
+        os.posix_fallocate(fd, start, end - start)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+        if os.fstat(fd).st_size < end:
+            os.ftruncate(fd, end)
+
+
+def _open_journal_file(path):
+    """(fd, file size) of the journal at path, opened O_RDWR and created if missing; the fd
+    holds a shared lock (see _cut_journal)."""
+    _make_parent(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _lock_journal(fd, False, True)
         header = os.pread(fd, _JNL_HEADER, 0)
         expected = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
         if len(header) < _JNL_HEADER and expected.startswith(header):  # new, or torn at birth
             os.ftruncate(fd, 0)
-            if os.write(fd, expected) != _JNL_HEADER:
+            if os.pwrite(fd, expected, 0) != _JNL_HEADER:
                 raise OSError(EIO, "short write of the journal header", path)
         else:
             _check_journal_header(path, header)
@@ -1678,6 +1749,12 @@ cdef class SharedIdSet:
 #   | 20 the UUID's 16 bytes | 36 CRC-32 of bytes 0..35
 # A snapshot (kind 6) is such a record with the entry count in the cents field, followed by that
 # many (epoch ms int64, cents int64) pairs and the CRC-32 of those pairs (4 bytes).
+#
+# Records are copied into a MAP_SHARED mapping of the file (no system call: a page-cache page
+# outlives the process). The file is allocated (posix_fallocate) and mapped _JNL_CHUNK bytes at a
+# time ahead of the records, so while it is open (or after its process was killed) it ends in
+# zeros: the logical end is where the records stop, at the first all-zero slot. close() and
+# replay() cut the zeros off again.
 
 
 cdef uint32_t _crc32(uint32_t crc, cstr p, Py_ssize_t n) noexcept nogil:
@@ -1777,24 +1854,111 @@ cdef Py_ssize_t _write_snapshot(int fd, Ledger ledger, int processor, object pat
     return _REC + 16 * n + 4
 
 
+cdef Py_ssize_t _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+cdef Py_ssize_t _walk(cstr base, Py_ssize_t size, list records, Ledger default,
+                      Ledger fallback) except -1:
+    """Where the first record that is short, zero, torn, corrupt or senseless starts (size if
+    none). With records not None, every record before it goes there as a tuple and the
+    snapshots' entries to default / fallback."""
+    cdef Py_ssize_t pos = _JNL_HEADER
+    cdef const unsigned char* rec
+    cdef uint32_t crc
+    cdef int64_t cents, ms, count
+    cdef int kind, processor
+    cdef Ledger target
+    while size - pos >= _REC:
+        rec = base + pos
+        memcpy(&crc, rec + 36, 4)
+        if rec[0] != _REC_MAGIC or crc != _crc32(0, rec, 36):
+            break  # zeros (the unused part of the file), or torn or corrupt
+        kind = rec[1]
+        processor = rec[2]
+        memcpy(&cents, rec + 4, 8)
+        memcpy(&ms, rec + 12, 8)
+        if kind < 1 or kind > 6 or processor > 1 or rec[3] != 0 or cents < 0:
+            break
+        if kind != 6:
+            if records is not None:
+                records.append((kind, _uuid_str(rec + 20), cents, processor, ms))
+            pos += _REC
+            continue
+        count = cents
+        if count > (size - pos - _REC - 4) // 16:
+            break  # torn
+        memcpy(&crc, rec + _REC + 16 * count, 4)
+        if crc != _crc32(0, rec + _REC, 16 * count):
+            break
+        if records is not None:
+            target = default if processor == 0 else fallback
+            target.load_c(rec + _REC, count)
+        pos += _REC + 16 * count + 4
+    return pos
+
+
+cdef Py_ssize_t _data_end(cstr base, Py_ssize_t pos, Py_ssize_t size) noexcept nogil:
+    """size less the zero bytes that end the file, but not less than pos."""
+    cdef uint64_t word
+    while size - pos >= 8:
+        memcpy(&word, base + size - 8, 8)
+        if word:
+            break
+        size -= 8
+    while size > pos and base[size - 1] == 0:
+        size -= 1
+    return size
+
+
+cdef tuple _scan(int fd, object path, list records, Ledger default, Ledger fallback):
+    """(where a replay stops, where the file's data ends: past its last non-zero byte, and not
+    before the former); records, default and fallback as _walk's."""
+    cdef Py_ssize_t size = os.fstat(fd).st_size, pos, end
+    cdef void* mapped
+    cdef int err
+    _check_journal_header(path, os.pread(fd, _JNL_HEADER, 0))
+    mapped = mmap(NULL, <size_t>size, PROT_READ, MAP_SHARED, fd, 0)
+    if mapped == MAP_FAILED:
+        err = errno
+        raise OSError(err, os.strerror(err), path)
+    # a million records are a million tuples: the cyclic GC would walk them again and again as
+    # they pile up, though tuples of ints and strs can form no cycle
+    collecting = records is not None and gc.isenabled()
+    if collecting:
+        gc.disable()
+    try:
+        pos = _walk(<cstr>mapped, size, records, default, fallback)
+        end = _data_end(<cstr>mapped, pos, size)
+    finally:
+        if collecting:
+            gc.enable()
+        munmap(mapped, <size_t>size)
+    return pos, end
+
+
 @cython.final
 cdef class Journal:
 
     def __cinit__(self, path, sync=False):
         self._fd = -1
+        self._map = NULL
+        self._map_len = 0
         self._buf = NULL
         self._buf_len = 0
         self._buf_cap = 0
         self._size = 0
+        self._synced = 0
         self._dropped = 0
-        self._broken = False
         self._sync = bool(sync)
         self._path = os.fspath(path)
-        fd, size = _open_journal_file(self._path)
-        self._fd = fd
-        self._size = size
+        self._fd, _ = _open_journal_file(self._path)
+        pos, end = _scan(self._fd, self._path, None, None, None)
+        # pos when only zeros follow it (the clean end); past the damage otherwise, as before:
+        # replay() first, or what is appended goes when the next replay cuts the damage off
+        self._size = end
 
     def __dealloc__(self):
+        self._unmap()
         if self._fd >= 0:
             c_close(self._fd)
         free(self._buf)
@@ -1802,21 +1966,32 @@ cdef class Journal:
     cdef int _ready(self) except -1:
         if self._fd < 0:
             raise ValueError("journal is closed")
-        if self._broken:
-            raise OSError(EIO, "the journal's tail could not be cut back after a failed write: "
-                               "replay() or clear() it first", self._path)
         return 0
 
-    cdef int _write(self, cstr data, Py_ssize_t n) except -1:
-        """Append n bytes to the file: all of them, or none (what a failed write(2) left is cut
-        off again)."""
-        try:
-            _write_fd(self._fd, data, n, self._path)
-        except OSError:
-            if c_ftruncate(self._fd, self._size) != 0:
-                self._broken = True
-            raise
-        self._size += n
+    cdef int _unmap(self) noexcept:
+        if self._map != NULL:
+            munmap(self._map, <size_t>self._map_len)
+            self._map = NULL
+            self._map_len = 0
+        return 0
+
+    cdef int _room(self, Py_ssize_t n) except -1:
+        """Make the mapping reach n bytes past the logical end: allocate the file a chunk
+        further and map it whole again. OSError (nothing changed) if the disk is full."""
+        cdef Py_ssize_t need = self._size + n, length
+        cdef void* mapped
+        cdef int err
+        if need <= self._map_len:
+            return 0
+        length = (need + _JNL_CHUNK - 1) // _JNL_CHUNK * _JNL_CHUNK
+        _allocate_journal(self._fd, self._size, length)
+        mapped = mmap(NULL, <size_t>length, PROT_READ | PROT_WRITE, MAP_SHARED, self._fd, 0)
+        if mapped == MAP_FAILED:
+            err = errno
+            raise OSError(err, os.strerror(err), self._path)
+        self._unmap()
+        self._map = <unsigned char*>mapped
+        self._map_len = length
         return 0
 
     cdef int _datasync(self) except -1:
@@ -1828,12 +2003,41 @@ cdef class Journal:
             raise OSError(err, os.strerror(err), self._path)
         return 0
 
+    cdef int _sync_c(self) except -1:
+        """msync(MS_SYNC) of the pages written since the last sync, then fdatasync (the file's
+        length and blocks, and anything written through an earlier mapping)."""
+        cdef Py_ssize_t start
+        cdef int rc, err
+        if self._map != NULL and self._synced < self._size:
+            start = self._synced - self._synced % _PAGE
+            with nogil:
+                rc = msync(self._map + start, <size_t>(self._size - start), MS_SYNC)
+            if rc != 0:
+                err = errno
+                raise OSError(err, os.strerror(err), self._path)
+        self._datasync()
+        self._synced = self._size
+        return 0
+
     cdef int append_c(self, int kind, const unsigned char* raw, int64_t cents, int processor,
                       int64_t ms) except -1:
-        """Buffer one record (kind, processor and cents already checked)."""
-        cdef Py_ssize_t cap
+        """Copy one record (kind, processor and cents already checked) to the logical end of
+        the file; held in memory instead if the file cannot be extended (never OSError)."""
+        cdef unsigned char rec[_REC]
         cdef unsigned char* buf
+        cdef Py_ssize_t cap
         self._ready()
+        _encode(rec, kind, processor, raw, cents, ms)
+        if self._buf_len == 0:
+            if self._size + _REC > self._map_len:
+                try:
+                    self._room(_REC)
+                except OSError:
+                    pass
+            if self._size + _REC <= self._map_len:
+                memcpy(self._map + self._size, rec, _REC)
+                self._size += _REC
+                return 0
         if self._buf_len + _REC > self._buf_cap:
             cap = self._buf_cap * 2 if self._buf_cap else 64 * _REC
             buf = <unsigned char*>realloc(self._buf, <size_t>cap)
@@ -1841,14 +2045,17 @@ cdef class Journal:
                 raise MemoryError()
             self._buf = buf
             self._buf_cap = cap
-        _encode(self._buf + self._buf_len, kind, processor, raw, cents, ms)
+        memcpy(self._buf + self._buf_len, rec, _REC)
         self._buf_len += _REC
         return 0
 
     cdef int flush_c(self) except -1:
+        """Copy the records held in memory (if any) to the file: all, or OSError and none."""
         self._ready()
         if self._buf_len:
-            self._write(<cstr>self._buf, self._buf_len)
+            self._room(self._buf_len)
+            memcpy(self._map + self._size, self._buf, <size_t>self._buf_len)
+            self._size += self._buf_len
             self._buf_len = 0
         return 0
 
@@ -1861,14 +2068,26 @@ cdef class Journal:
         return self.append_c(kind, raw, amount, <int>p, at)
 
     def accept(self, correlation_id, cents):
-        self._record(1, correlation_id, cents, 0, 0)
-        try:
-            self.flush_c()  # earlier buffered records go first, in the same write(2)
-        except BaseException:
-            self._buf_len -= _REC
-            raise
+        cdef unsigned char raw[16]
+        cdef unsigned char rec[_REC]
+        cdef int64_t amount = _i64(cents)
+        _uuid_raw_of(correlation_id, raw)
+        _check_record(1, 0, amount)
+        self._ready()
+        _encode(rec, 1, 0, raw, amount, 0)
+        if self._size + self._buf_len + _REC > self._map_len:
+            self._room(self._buf_len + _REC)  # OSError: nothing of it is in the file
+        if self._buf_len:
+            self.flush_c()  # records held in memory go first: file order is call order
+        memcpy(self._map + self._size, rec, _REC)
+        self._size += _REC
         if self._sync:
-            self._datasync()
+            try:
+                self._sync_c()
+            except BaseException:  # the record is taken back: zeros, the logical end
+                self._size -= _REC
+                memset(self._map + self._size, 0, _REC)
+                raise
 
     def attempt(self, correlation_id, cents, processor, ms):
         self._record(2, correlation_id, cents, processor, ms)
@@ -1887,68 +2106,20 @@ cdef class Journal:
 
     def sync(self):
         self.flush_c()
-        self._datasync()
+        self._sync_c()
 
     def replay(self, ledgers):
         cdef Ledger default = ledgers[0], fallback = ledgers[1]
-        cdef Ledger target
-        cdef Py_ssize_t size, pos = _JNL_HEADER
-        cdef const unsigned char* base
-        cdef const unsigned char* rec
-        cdef void* mapped
-        cdef uint32_t crc
-        cdef int64_t cents, ms, count
-        cdef int kind, processor, err
         cdef list records = []
         if self._fd < 0:
             raise ValueError("journal is closed")
-        if not self._broken:
-            self.flush_c()
-        size = os.fstat(self._fd).st_size
-        _check_journal_header(self._path, os.pread(self._fd, _JNL_HEADER, 0))
-        mapped = mmap(NULL, <size_t>size, PROT_READ, MAP_SHARED, self._fd, 0)
-        if mapped == MAP_FAILED:
-            err = errno
-            raise OSError(err, os.strerror(err), self._path)
-        base = <const unsigned char*>mapped
-        # a million records are a million tuples: the cyclic GC would walk them again and again
-        # as they pile up, though tuples of ints and strs can form no cycle
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            while size - pos >= _REC:
-                rec = base + pos
-                memcpy(&crc, rec + 36, 4)
-                if rec[0] != _REC_MAGIC or crc != _crc32(0, rec, 36):
-                    break
-                kind = rec[1]
-                processor = rec[2]
-                memcpy(&cents, rec + 4, 8)
-                memcpy(&ms, rec + 12, 8)
-                if kind < 1 or kind > 6 or processor > 1 or rec[3] != 0 or cents < 0:
-                    break
-                if kind != 6:
-                    records.append((kind, _uuid_str(rec + 20), cents, processor, ms))
-                    pos += _REC
-                    continue
-                count = cents
-                if count > (size - pos - _REC - 4) // 16:
-                    break  # torn
-                memcpy(&crc, rec + _REC + 16 * count, 4)
-                if crc != _crc32(0, rec + _REC, 16 * count):
-                    break
-                target = default if processor == 0 else fallback
-                target.load_c(rec + _REC, count)
-                pos += _REC + 16 * count + 4
-        finally:
-            if collecting:
-                gc.enable()
-            munmap(mapped, <size_t>size)
-        if pos < size:
-            os.ftruncate(self._fd, pos)
-        self._dropped = size - pos
+        self.flush_c()
+        pos, end = _scan(self._fd, self._path, records, default, fallback)
+        self._unmap()  # it may reach past pos: the next record maps the file again
+        self._dropped = end - pos
         self._size = pos
-        self._broken = False
+        self._synced = min(self._synced, pos)
+        _cut_journal(self._fd, pos)
         return records
 
     def compact(self, ledgers, pending):
@@ -1972,9 +2143,9 @@ cdef class Journal:
         self.flush_c()  # to the old file: if the new one never takes its place, nothing is lost
         directory = os.path.dirname(os.path.abspath(self._path))
         tmp = f"{self._path}.{os.getpid()}.compact.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     0o600)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
+            _lock_journal(fd, False, True)  # as every open journal's (see _cut_journal)
             header = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
             _write_fd(fd, <cstr>(<bytes>header), _JNL_HEADER, tmp)
             size = _JNL_HEADER
@@ -1991,30 +2162,38 @@ cdef class Journal:
             except OSError:
                 pass
             raise
+        self._unmap()
         old = self._fd
         self._fd = fd
         self._size = size
+        self._synced = size
         c_close(old)
         _fsync_directory(directory)  # the rename itself outlives a power cut
 
     def clear(self):
         if self._fd < 0:
             raise ValueError("journal is closed")
+        self._unmap()
         os.ftruncate(self._fd, _JNL_HEADER)
         self._buf_len = 0
         self._size = _JNL_HEADER
-        self._broken = False
+        self._synced = min(self._synced, _JNL_HEADER)
 
     def close(self):
         if self._fd < 0:
             return
         try:
-            if not self._broken:
-                self.flush_c()
+            self.flush_c()
         finally:
-            c_close(self._fd)
-            self._fd = -1
-            self._buf_len = 0
+            self._unmap()
+            try:
+                # the unused zeros past the records; never data, which a Journal whose
+                # size is stale (another appended since it looked) would not know of
+                _cut_journal(self._fd, self._size, True)
+            finally:
+                c_close(self._fd)
+                self._fd = -1
+                self._buf_len = 0
 
     def __enter__(self):
         self._ready()

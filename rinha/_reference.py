@@ -474,6 +474,11 @@ _JNL_VERSION = 1
 _JNL_HEADER = 16
 _JNL_LAYOUT = struct.Struct("<8sII")  # magic, version, record bytes
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}  # cannot preallocate
+_JOURNAL_CHUNK = 1 << 20  # the journal's file grows by this much at a time, ahead of its records
+_FLOCK = struct.Struct("@hhqqi4x")  # Linux's struct flock: type, whence, start, length, pid
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)  # open file description locks (Linux)
+_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
+_NO_LOCKS = {errno.EINVAL, errno.ENOLCK, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 def _make_parent(path: str) -> str:
@@ -571,16 +576,80 @@ def _check_journal_header(path: str, header: bytes) -> None:
         )
 
 
-def _open_journal_file(path: str) -> tuple[int, int]:
-    """(fd, size) of the journal at path, opened O_RDWR | O_APPEND and created if missing."""
-    _make_parent(path)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _lock_journal(fd: int, exclusive: bool, wait: bool) -> bool:
+    """Set this open file description's lock on the whole journal file: shared (every open
+    Journal holds one) or exclusive (taken for a moment to cut the file). False if another open
+    file description holds a conflicting lock and not wait; True where the system has no OFD
+    locks (a Journal then acts as its file's only user)."""
+    command = _OFD_SETLKW if wait else _OFD_SETLK
+    if command is None:
+        return True
+    request = _FLOCK.pack(fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
     try:
+        fcntl.fcntl(fd, command, request)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES) and not wait:
+            return False
+        if exc.errno in _NO_LOCKS:
+            return True
+        raise
+    return True
+
+
+def _zeros_start(fd: int, size: int, length: int) -> int:
+    """Where the zero bytes that end the file's bytes size..length start (size if all are)."""
+    end = length
+    while end > size:
+        start = max(size, end - 65536)
+        kept = len(os.pread(fd, end - start, start).rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return size
+
+
+def _cut_journal(fd: int, size: int, zeros_only: bool = False) -> bool:
+    """Cut the file to size bytes (zeros_only: only the zeros that end it, back to size at
+    most), unless another open Journal holds it too: that one's mapping would then reach past
+    the end of the file (SIGBUS on its next record). True if cut (or already that short)."""
+    if not _lock_journal(fd, True, False):
+        return False
+    try:
+        length = os.fstat(fd).st_size
+        if zeros_only:
+            size = _zeros_start(fd, size, length)
+        if length > size:
+            os.ftruncate(fd, size)
+    finally:
+        _lock_journal(fd, False, True)
+    return True
+
+
+def _allocate_journal(fd: int, start: int, end: int) -> None:
+    """Disk blocks for bytes start..end of the file, which grows to end bytes if shorter: a full
+    disk is an OSError now rather than a SIGBUS when a record is copied into the mapping. Where
+    the file system cannot preallocate, the file is only extended (ftruncate)."""
+    try:
+        os.posix_fallocate(fd, start, end - start)
+    except OSError as exc:
+        if exc.errno not in _NO_FALLOCATE:
+            raise
+        if os.fstat(fd).st_size < end:
+            os.ftruncate(fd, end)
+
+
+def _open_journal_file(path: str) -> tuple[int, int]:
+    """(fd, file size) of the journal at path, opened O_RDWR and created if missing; the fd
+    holds a shared lock (see _cut_journal)."""
+    _make_parent(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _lock_journal(fd, False, True)
         header = os.pread(fd, _JNL_HEADER, 0)
         expected = _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC)
         if len(header) < _JNL_HEADER and expected.startswith(header):  # new, or torn at birth
             os.ftruncate(fd, 0)
-            if os.write(fd, expected) != _JNL_HEADER:
+            if os.pwrite(fd, expected, 0) != _JNL_HEADER:
                 raise OSError(errno.EIO, "short write of the journal header", path)
         else:
             _check_journal_header(path, header)
@@ -756,6 +825,12 @@ class SharedIdSet:
 # cents, int64 epoch ms, the UUID's 16 bytes, and the CRC-32 of those 36 bytes. A snapshot (kind
 # 6) is such a record with the entry count in the cents field, followed by that many
 # (epoch ms int64, cents int64) pairs and the CRC-32 of the pairs (4 bytes).
+#
+# Records are copied into a MAP_SHARED mapping of the file (no system call: a page-cache page
+# outlives the process). The file is allocated (posix_fallocate) and mapped _JOURNAL_CHUNK bytes
+# at a time ahead of the records, so while it is open (or after its process was killed) it ends
+# in zeros: the logical end is where the records stop, at the first all-zero slot. close() and
+# replay() cut the zeros off again.
 
 _REC = 40
 _REC_MAGIC = 0xA5
@@ -816,63 +891,146 @@ def _write_snapshot(fd: int, ledger: Ledger, processor: int, path: str) -> int:
     return _REC + 16 * len(entries) + 4
 
 
+def _walk(data: bytes, records: list[Record] | None, ledgers: tuple[Ledger, Ledger] | None) -> int:
+    """Where the first record that is short, zero, torn, corrupt or senseless starts (len(data)
+    if none). With records and ledgers, every record before it goes to records as a tuple and
+    the snapshots' entries to ledgers[0] (default) / ledgers[1] (fallback)."""
+    size = len(data)
+    pos = _JNL_HEADER
+    while size - pos >= _REC:
+        magic, kind, processor, zero, cents, ms, raw = _RECORD.unpack_from(data, pos)
+        (crc,) = _CRC.unpack_from(data, pos + 36)
+        if magic != _REC_MAGIC or crc != zlib.crc32(data[pos : pos + 36]):
+            break  # zeros (the unused part of the file), or torn or corrupt
+        if not 1 <= kind <= J_SNAPSHOT or processor > 1 or zero or cents < 0:
+            break
+        if kind != J_SNAPSHOT:
+            if records is not None:
+                records.append((kind, _uuid_str(raw), cents, processor, ms))
+            pos += _REC
+            continue
+        count = cents
+        if count > (size - pos - _REC - 4) // 16:
+            break  # torn
+        start, end = pos + _REC, pos + _REC + 16 * count
+        if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[start:end]):
+            break
+        if ledgers is not None:
+            ledgers[processor]._load(list(_PAIR.iter_unpack(data[start:end])))
+        pos = end + 4
+    return pos
+
+
+def _data_end(data: bytes, pos: int) -> int:
+    """len(data) less the zero bytes that end it, but not less than pos."""
+    end = len(data)
+    while end > pos:
+        start = max(pos, end - 65536)
+        kept = len(data[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return pos
+
+
 class Journal:
     """One instance's append-only log of its payments (see rinha/_fast.pyi)."""
 
-    __slots__ = ("_path", "_fd", "_sync", "_buffer", "_size", "_dropped", "_broken")
+    __slots__ = ("_path", "_fd", "_sync", "_map", "_size", "_synced", "_buffer", "_dropped")
 
     def __init__(self, path: str, sync: bool = False) -> None:
         self._fd = -1
-        self._buffer = bytearray()  # records since the last write(2)
+        self._map: mmap.mmap | None = None  # the file mapped from offset 0, until unmapped
+        self._buffer = bytearray()  # records held while the file could not be extended
         self._dropped = 0
-        self._broken = False  # a failed write left a tail that could not be cut back
+        self._synced = 0  # bytes before this offset were synced by the last sync
         self._sync = bool(sync)
         self._path = os.fspath(path)
-        self._fd, self._size = _open_journal_file(self._path)  # _size: bytes of good data
+        self._fd, _ = _open_journal_file(self._path)
+        # _size, the logical end: where the records stop when only zeros follow (the clean
+        # end); past the damage otherwise, as before: replay() first, or what is appended goes
+        # when the next replay cuts the damage off
+        _, self._size = self._scan(None, None)
 
     def __del__(self) -> None:
+        self._unmap()
         if getattr(self, "_fd", -1) >= 0:
             os.close(self._fd)
 
     def _ready(self) -> None:
         if self._fd < 0:
             raise ValueError("journal is closed")
-        if self._broken:
-            raise OSError(
-                errno.EIO,
-                "the journal's tail could not be cut back after a failed write: "
-                "replay() or clear() it first",
-                self._path,
-            )
 
-    def _write(self, data: bytes | bytearray) -> None:
-        """Append data to the file: all of it, or none (what a failed write left is cut off)."""
-        try:
-            _write_fd(self._fd, data, self._path)
-        except OSError:
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                self._broken = True
-            raise
+    def _unmap(self) -> None:
+        mapped = getattr(self, "_map", None)
+        if mapped is not None:
+            mapped.close()
+            self._map = None
+
+    def _room(self, n: int) -> None:
+        """Make the mapping reach n bytes past the logical end: allocate the file a chunk
+        further and map it whole again. OSError (nothing changed) if the disk is full."""
+        need = self._size + n
+        if self._map is not None and need <= len(self._map):
+            return
+        length = -(-need // _JOURNAL_CHUNK) * _JOURNAL_CHUNK
+        _allocate_journal(self._fd, self._size, length)
+        mapped = mmap.mmap(
+            self._fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
+        )
+        self._unmap()
+        self._map = mapped
+
+    def _put(self, data: bytes | bytearray) -> None:
+        """Copy data to the logical end (the mapping reaches that far)."""
+        assert self._map is not None
+        self._map[self._size : self._size + len(data)] = data
         self._size += len(data)
 
+    def _sync_now(self) -> None:
+        """msync(MS_SYNC) of the pages written since the last sync, then fdatasync (the file's
+        length and blocks, and anything written through an earlier mapping)."""
+        if self._map is not None and self._synced < self._size:
+            start = self._synced - self._synced % mmap.PAGESIZE
+            self._map.flush(start, self._size - start)
+        os.fdatasync(self._fd)
+        self._synced = self._size
+
     def _record(self, kind: int, correlation_id: str, cents: int, processor: int, ms: int) -> None:
+        """Copy one record to the logical end of the file; held in memory instead if the file
+        cannot be extended (never OSError)."""
         cents, ms, processor = _int64(cents), _int64(ms), _int64(processor)
         raw = _uuid_raw(correlation_id)
         _check_record(kind, processor, cents)
         self._ready()
-        self._buffer += _encode(kind, processor, raw, cents, ms)
+        record = _encode(kind, processor, raw, cents, ms)
+        if not self._buffer:
+            try:
+                self._room(_REC)
+            except OSError:
+                pass
+            else:
+                self._put(record)
+                return
+        self._buffer += record
 
     def accept(self, correlation_id: str, cents: int) -> None:
-        self._record(J_ACCEPT, correlation_id, cents, 0, 0)
-        try:
-            self.flush()  # earlier buffered records go first, in the same write(2)
-        except BaseException:
-            del self._buffer[-_REC:]
-            raise
+        cents = _int64(cents)
+        raw = _uuid_raw(correlation_id)
+        _check_record(J_ACCEPT, 0, cents)
+        self._ready()
+        record = _encode(J_ACCEPT, 0, raw, cents, 0)
+        self._room(len(self._buffer) + _REC)  # OSError: nothing of it is in the file
+        self.flush()  # records held in memory go first: file order is call order
+        self._put(record)
         if self._sync:
-            os.fdatasync(self._fd)
+            try:
+                self._sync_now()
+            except BaseException:  # the record is taken back: zeros, the logical end
+                self._size -= _REC
+                self._put(bytes(_REC))
+                self._size -= _REC
+                raise
 
     def attempt(self, correlation_id: str, cents: int, processor: int, ms: int) -> None:
         self._record(J_ATTEMPT, correlation_id, cents, processor, ms)
@@ -887,14 +1045,16 @@ class Journal:
         self._record(J_FINISHED, correlation_id, cents, 0, 0)
 
     def flush(self) -> None:
+        """Copy the records held in memory (if any) to the file: all, or OSError and none."""
         self._ready()
         if self._buffer:
-            self._write(self._buffer)
+            self._room(len(self._buffer))
+            self._put(self._buffer)
             self._buffer = bytearray()
 
     def sync(self) -> None:
         self.flush()
-        os.fdatasync(self._fd)
+        self._sync_now()
 
     def _read_all(self, size: int) -> bytes:
         parts, pos = [], 0
@@ -906,44 +1066,29 @@ class Journal:
             pos += len(part)
         return b"".join(parts)
 
+    def _scan(
+        self, records: list[Record] | None, ledgers: tuple[Ledger, Ledger] | None
+    ) -> tuple[int, int]:
+        """(where a replay stops, where the file's data ends: past its last non-zero byte, and
+        not before the former); records and ledgers as _walk's."""
+        size = os.fstat(self._fd).st_size
+        _check_journal_header(self._path, os.pread(self._fd, _JNL_HEADER, 0))
+        data = self._read_all(size)
+        pos = _walk(data, records, ledgers)
+        return pos, _data_end(data, pos)
+
     def replay(self, ledgers: Sequence[Ledger]) -> list[Record]:
         default, fallback = _ledger(ledgers[0]), _ledger(ledgers[1])
         if self._fd < 0:
             raise ValueError("journal is closed")
-        if not self._broken:
-            self.flush()
-        size = os.fstat(self._fd).st_size
-        _check_journal_header(self._path, os.pread(self._fd, _JNL_HEADER, 0))
-        data = self._read_all(size)
-        size = len(data)
+        self.flush()
         records: list[Record] = []
-        pos = _JNL_HEADER
-        while size - pos >= _REC:
-            magic, kind, processor, zero, cents, ms, raw = _RECORD.unpack_from(data, pos)
-            (crc,) = _CRC.unpack_from(data, pos + 36)
-            if magic != _REC_MAGIC or crc != zlib.crc32(data[pos : pos + 36]):
-                break  # torn or corrupt: nothing after it can be trusted
-            if not 1 <= kind <= J_SNAPSHOT or processor > 1 or zero or cents < 0:
-                break
-            if kind != J_SNAPSHOT:
-                records.append((kind, _uuid_str(raw), cents, processor, ms))
-                pos += _REC
-                continue
-            count = cents
-            if count > (size - pos - _REC - 4) // 16:
-                break  # torn
-            start, end = pos + _REC, pos + _REC + 16 * count
-            if _CRC.unpack_from(data, end)[0] != zlib.crc32(data[start:end]):
-                break
-            (default if processor == 0 else fallback)._load(
-                list(_PAIR.iter_unpack(data[start:end]))
-            )
-            pos = end + 4
-        if pos < size:
-            os.ftruncate(self._fd, pos)
-        self._dropped = size - pos
+        pos, end = self._scan(records, (default, fallback))
+        self._unmap()  # it may reach past pos: the next record maps the file again
+        self._dropped = end - pos
         self._size = pos
-        self._broken = False
+        self._synced = min(self._synced, pos)
+        _cut_journal(self._fd, pos)
         return records
 
     def compact(self, ledgers: Sequence[Ledger], pending: Iterable[Record]) -> None:
@@ -957,9 +1102,9 @@ class Journal:
         self.flush()  # to the old file: if the new one never takes its place, nothing is lost
         directory = os.path.dirname(os.path.abspath(self._path))
         tmp = f"{self._path}.{os.getpid()}.compact.tmp"
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o600)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
+            _lock_journal(fd, False, True)  # as every open journal's (see _cut_journal)
             _write_fd(fd, _JNL_LAYOUT.pack(_JNL_MAGIC, _JNL_VERSION, _REC), tmp)
             size = _JNL_HEADER
             size += _write_snapshot(fd, default, 0, tmp)
@@ -975,28 +1120,35 @@ class Journal:
             except OSError:
                 pass
             raise
-        old, self._fd, self._size = self._fd, fd, size
+        self._unmap()
+        old, self._fd, self._size, self._synced = self._fd, fd, size, size
         os.close(old)
         _fsync_directory(directory)  # the rename itself outlives a power cut
 
     def clear(self) -> None:
         if self._fd < 0:
             raise ValueError("journal is closed")
+        self._unmap()
         os.ftruncate(self._fd, _JNL_HEADER)
         self._buffer = bytearray()
         self._size = _JNL_HEADER
-        self._broken = False
+        self._synced = min(self._synced, _JNL_HEADER)
 
     def close(self) -> None:
         if self._fd < 0:
             return
         try:
-            if not self._broken:
-                self.flush()
+            self.flush()
         finally:
-            os.close(self._fd)
-            self._fd = -1
-            self._buffer = bytearray()
+            self._unmap()
+            try:
+                # the unused zeros past the records; never data, which a Journal whose
+                # size is stale (another appended since it looked) would not know of
+                _cut_journal(self._fd, self._size, zeros_only=True)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+                self._buffer = bytearray()
 
     def __enter__(self) -> Journal:
         self._ready()

@@ -1,5 +1,6 @@
-"""Journal: one instance's append-only, crash-surviving log of its payments. Every test runs
-against both modules through the `fast` fixture, and each module replays the other's files."""
+"""Journal: one instance's append-only, crash-surviving log of its payments, written through a
+MAP_SHARED mapping of a file allocated ahead in chunks. Every test runs against both modules
+through the `fast` fixture, and each module replays the other's files."""
 
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ def write_every_kind(journal, pool: list[str]) -> list[tuple]:
     return expected
 
 
+def encoded(kind: int, cid: str, cents: int, processor: int, ms: int) -> bytes:
+    """One record's 40 bytes, as the format says."""
+    body = struct.pack("<BBBBqq16s", 0xA5, kind, processor, 0, cents, ms, uuid.UUID(cid).bytes)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def chunk(fast: ModuleType) -> int:
+    """How far ahead of its records the file is allocated and mapped."""
+    return fast._JOURNAL_CHUNK
+
+
 def fresh(fast: ModuleType) -> tuple:
     return fast.Ledger(), fast.Ledger()
 
@@ -97,9 +109,12 @@ def test_round_trip_of_every_kind(fast: ModuleType, tmp_path: Path) -> None:
     path = tmp_path / "journal.bin"
     journal = fast.Journal(str(path))
     expected = write_every_kind(journal, ids(7))
-    assert journal.size == path.stat().st_size == 16 + 40 * len(expected)
-    assert path.read_bytes()[:16] == HEADER
+    size = 16 + 40 * len(expected)
+    assert journal.size == size and journal.pending_bytes == 0  # the logical size
+    raw = path.read_bytes()  # open: allocated a chunk ahead, zeros past the records
+    assert len(raw) == chunk(fast) and raw[:16] == HEADER and not any(raw[size:])
     journal.close()
+    assert path.stat().st_size == size  # closed: cut back to its records
     records, ledgers, dropped = replay_file(fast, path)
     assert records == expected and dropped == 0
     assert all(type(value) is int for record in records for value in record[::2])
@@ -123,25 +138,32 @@ def test_record_bytes(fast: ModuleType, tmp_path: Path) -> None:
     assert path.read_bytes() == HEADER + body + struct.pack("<I", zlib.crc32(body))
 
 
-def test_only_accept_writes_at_once(fast: ModuleType, tmp_path: Path) -> None:
+def test_every_record_is_in_the_file_when_its_call_returns(
+    fast: ModuleType, tmp_path: Path
+) -> None:
     path = tmp_path / "journal.bin"
     journal = fast.Journal(str(path))
+    assert journal.size == path.stat().st_size == 16  # nothing allocated before the first record
     a, b, c = ids(3)
+    written = [(2, a, 100, 0, 5), (3, a, 100, 0, 5)]
     journal.attempt(a, 100, 0, 5)
     journal.stored(a, 100, 0, 5)
-    assert journal.pending_bytes == 80 and journal.size == path.stat().st_size == 16
-    journal.accept(b, 200)  # the buffer goes first, in the same write
-    assert journal.pending_bytes == 0 and journal.size == path.stat().st_size == 16 + 120
+    assert journal.pending_bytes == 0 and journal.size == 96
+    assert path.read_bytes()[:96] == HEADER + b"".join(encoded(*r) for r in written)  # no flush
+    journal.accept(b, 200)
     journal.released(b, 200, 1)
     journal.finished(c, 300)
-    assert journal.pending_bytes == 80 and path.stat().st_size == 136
-    journal.flush()
-    assert journal.pending_bytes == 0 and path.stat().st_size == 216
+    written += [(1, b, 200, 0, 0), (4, b, 200, 1, 0), (5, c, 300, 0, 0)]
+    raw = path.read_bytes()
+    assert raw[:216] == HEADER + b"".join(encoded(*r) for r in written) and not any(raw[216:])
+    assert journal.size == 216 and path.stat().st_size == chunk(fast)
+    journal.flush()  # nothing held: nothing to do
+    assert journal.pending_bytes == 0 and path.read_bytes() == raw
     journal.finished(a, 100)
     journal.sync()
-    assert path.stat().st_size == 256
+    assert journal.size == 256 and path.stat().st_size == chunk(fast)
     journal.attempt(c, 300, 1, 9)
-    journal.close()  # flushes
+    journal.close()  # cuts the unused zeros off
     journal.close()
     assert path.stat().st_size == 296
     records, _, _ = replay_file(fast, path)
@@ -162,6 +184,8 @@ def test_sync_journal_and_reopening_appends(fast: ModuleType, tmp_path: Path) ->
 
 
 def test_torn_tail_is_cut_off(fast: ModuleType, tmp_path: Path) -> None:
+    """A record cut short at every byte: as an old write(2) could leave it (the file ends there)
+    or a process killed while copying it into the mapping (zeros follow)."""
     whole = tmp_path / "whole.bin"
     with fast.Journal(str(whole)) as journal:
         expected = write_every_kind(journal, ids(2))
@@ -169,16 +193,20 @@ def test_torn_tail_is_cut_off(fast: ModuleType, tmp_path: Path) -> None:
     good = len(raw) - 40
     path = tmp_path / "torn.bin"
     for cut in range(good, len(raw)):
-        path.write_bytes(raw[:cut])
-        journal = fast.Journal(str(path))
-        records = journal.replay(fresh(fast))
-        assert records == expected[:-1], cut
-        assert path.stat().st_size == journal.size == good
-        assert journal.dropped_bytes == cut - good
-        journal.finished(ids(3)[2], 5)  # new records follow good data
-        journal.close()
-        records, _, dropped = replay_file(fast, path)
-        assert records == [*expected[:-1], (5, ids(3)[2], 5, 0, 0)] and dropped == 0
+        torn = len(raw[good:cut].rstrip(b"\0"))  # its bytes up to the last non-zero one
+        for zeros in (0, 1000):
+            path.write_bytes(raw[:cut] + bytes(zeros))
+            journal = fast.Journal(str(path))
+            assert journal.size == good + torn, cut  # past the damage until a replay
+            records = journal.replay(fresh(fast))
+            assert records == expected[:-1], cut
+            assert path.stat().st_size == journal.size == good
+            assert journal.dropped_bytes == torn  # the zeros that end the file do not count
+            journal.finished(ids(3)[2], 5)  # new records follow good data
+            journal.close()
+            records, _, dropped = replay_file(fast, path)
+            assert records == [*expected[:-1], (5, ids(3)[2], 5, 0, 0)] and dropped == 0
+            assert path.stat().st_size == good + 40
 
 
 @pytest.mark.parametrize(
@@ -342,7 +370,7 @@ def test_torn_snapshot_loads_nothing(fast: ModuleType, tmp_path: Path) -> None:
     for cut in [second + 1, second + 40, second + 40 + 800, len(raw) - 1]:
         path.write_bytes(raw[:cut])
         records, ledgers, dropped = replay_file(fast, path)
-        assert records == [] and dropped == cut - second
+        assert records == [] and dropped == len(raw[second:cut].rstrip(b"\0"))
         assert [len(ledger) for ledger in ledgers] == [2, 0]
         assert path.stat().st_size == second
     damaged = bytearray(raw)
@@ -462,14 +490,87 @@ def test_bad_files(fast: ModuleType, tmp_path: Path) -> None:
         assert path.read_bytes() == HEADER
 
 
-# -- crashes and write errors -------------------------------------------------------------------
+# -- chunks, crashes and write errors -----------------------------------------------------------
+
+
+def test_records_past_a_chunk_boundary(fast: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "journal.bin"
+    journal = fast.Journal(str(path))
+    n = chunk(fast) // 40 + 100  # the file is extended once, in the middle of a record
+    pool = ids(n // 2 + 1, seed=5)
+    expected = []
+    for i in range(n):
+        cid = pool[i // 2]
+        if i % 2:
+            journal.attempt(cid, i, 1, i)
+            expected.append((2, cid, i, 1, i))
+        else:
+            journal.accept(cid, i)
+            expected.append((1, cid, i, 0, 0))
+        if i == n - 50:
+            journal.sync()  # msync + fdatasync across both chunks
+    assert journal.size == 16 + 40 * n and journal.pending_bytes == 0
+    assert path.stat().st_size == 2 * chunk(fast)  # the allocated length, not the logical one
+    journal.close()
+    assert path.stat().st_size == 16 + 40 * n
+    records, _, dropped = replay_file(fast, path)
+    assert records == expected and dropped == 0
+
+
+def _second_journal_on_a_live_file(module_name: str, path: str, pool: list[str], conn) -> None:
+    module = importlib.import_module(module_name)
+    live = module.Journal(path)
+    for cid in pool[:100]:
+        live.accept(cid, 1)
+    allocated = os.path.getsize(path)
+    peek = module.Journal(path)  # a reader while the live journal maps the file
+    report = {"sizes": (peek.size, live.size, allocated)}
+    report["peeked"] = peek.replay((module.Ledger(), module.Ledger()))
+    report["after_peek"] = (os.path.getsize(path), peek.size, peek.dropped_bytes)
+    peek.close()
+    report["after_close"] = os.path.getsize(path)
+    stale = module.Journal(path)  # its size is about to be stale
+    for cid in pool[100:]:  # past the first page: a SIGBUS had the file been cut under it
+        live.accept(cid, 2)
+    live.close()
+    report["closed"] = (os.path.getsize(path), live.size)
+    stale.close()  # cuts no record it did not see
+    report["stale_closed"] = (os.path.getsize(path), stale.size)
+    conn.send(report)
+
+
+def test_a_second_journal_reads_a_live_file_without_cutting_it(
+    fast: ModuleType, tmp_path: Path
+) -> None:
+    """replay() and close() cut the file only where no other open Journal maps it, and close()
+    only the zeros that end it."""
+    path = tmp_path / "journal.bin"
+    pool = ids(300)
+    parent, child = FORK.Pipe(duplex=False)
+    worker = FORK.Process(
+        target=_second_journal_on_a_live_file, args=(fast.__name__, str(path), pool, child)
+    )
+    worker.start()
+    child.close()
+    report = parent.recv()  # EOFError if the child died (SIGBUS)
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    assert report["sizes"] == (16 + 40 * 100, 16 + 40 * 100, chunk(fast))
+    assert report["peeked"] == [(1, cid, 1, 0, 0) for cid in pool[:100]]
+    assert report["after_peek"] == (chunk(fast), 16 + 40 * 100, 0)
+    assert report["after_close"] == chunk(fast)
+    assert report["closed"] == (chunk(fast), 16 + 40 * 300)  # not cut: stale still has it
+    assert report["stale_closed"] == (16 + 40 * 300, 16 + 40 * 100)  # the zeros, no record
+    records, _, dropped = replay_file(fast, path)
+    assert records == [(1, cid, 1 if n < 100 else 2, 0, 0) for n, cid in enumerate(pool)]
+    assert dropped == 0
 
 
 def _accept_until_killed(module_name: str, path: str, pool: list[str], conn) -> None:
     module = importlib.import_module(module_name)
     journal = module.Journal(path)
     for n, cid in enumerate(pool):
-        journal.attempt(cid, n, n % 2, n)  # buffered: it goes out with the next accept
+        journal.attempt(cid, n, n % 2, n)
         journal.accept(cid, n)
         conn.send_bytes(struct.pack("<I", n))  # only once accept has returned
     conn.send_bytes(b"")
@@ -477,6 +578,8 @@ def _accept_until_killed(module_name: str, path: str, pool: list[str], conn) -> 
 
 
 def test_accepts_outlive_a_sigkill(fast: ModuleType, tmp_path: Path) -> None:
+    """Killed at any moment, maybe in the middle of copying a record: every accept that
+    returned is replayed, with no flush or close before the kill."""
     path = tmp_path / "journal.bin"
     pool = ids(200_000)
     parent, child = FORK.Pipe(duplex=False)
@@ -484,7 +587,8 @@ def test_accepts_outlive_a_sigkill(fast: ModuleType, tmp_path: Path) -> None:
     worker.start()
     child.close()
     reported = []
-    while len(reported) < 2000:
+    past_a_chunk = chunk(fast) // 80 + 1000  # 80 bytes per payment
+    while len(reported) < past_a_chunk:
         message = parent.recv_bytes()
         assert message, "the child wrote every accept before it could be killed"
         reported.append(struct.unpack("<I", message)[0])
@@ -496,6 +600,7 @@ def test_accepts_outlive_a_sigkill(fast: ModuleType, tmp_path: Path) -> None:
             reported.append(struct.unpack("<I", parent.recv_bytes())[0])
         except EOFError:
             break
+    assert path.stat().st_size % chunk(fast) == 0  # left as mapped: zeros past the records
     records, _, _ = replay_file(fast, path)
     expected = []
     for n, cid in enumerate(pool[: len(reported) + 1]):
@@ -505,55 +610,103 @@ def test_accepts_outlive_a_sigkill(fast: ModuleType, tmp_path: Path) -> None:
     assert len(accepted) >= len(reported) == reported[-1] + 1  # every returned accept is there
 
 
+def _accept_then_die(module_name: str, path: str, pool: list[str]) -> None:
+    module = importlib.import_module(module_name)
+    journal = module.Journal(path)
+    for n, cid in enumerate(pool):
+        journal.attempt(cid, n, n % 2, n)
+        journal.accept(cid, n)
+    os.kill(os.getpid(), signal.SIGKILL)  # no flush, no close
+
+
+def test_a_killed_journal_is_reopened_at_its_logical_end(fast: ModuleType, tmp_path: Path) -> None:
+    path = tmp_path / "journal.bin"
+    pool = ids(chunk(fast) // 80 + 100, seed=6)  # two chunks
+    worker = FORK.Process(target=_accept_then_die, args=(fast.__name__, str(path), pool))
+    worker.start()
+    worker.join(timeout=60)
+    assert worker.exitcode == -signal.SIGKILL
+    expected = []
+    for n, cid in enumerate(pool):
+        expected += [(2, cid, n, n % 2, n), (1, cid, n, 0, 0)]
+    size = 16 + 40 * len(expected)
+    raw = path.read_bytes()
+    assert len(raw) == 2 * chunk(fast) and any(raw[size - 40 : size]) and not any(raw[size:])
+    replayed = tmp_path / "replayed.bin"
+    shutil.copy(path, replayed)
+    records, _, dropped = replay_file(fast, replayed)
+    assert records == expected and dropped == 0  # the zeros are no damage
+    assert replayed.stat().st_size == size  # and the replay cut them off
+    journal = fast.Journal(str(path))  # reopened without a replay
+    assert journal.size == size
+    journal.finished(pool[0], 0)  # appended at the logical end, not after the zeros
+    journal.close()
+    assert path.stat().st_size == size + 40
+    records, _, dropped = replay_file(fast, path)
+    assert records == [*expected, (5, pool[0], 0, 0, 0)] and dropped == 0
+
+
 def _write_past_the_limit(module_name: str, path: str, pool: list[str], conn) -> None:
     module = importlib.import_module(module_name)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so write(2) fails with EFBIG instead
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that extending fails with EFBIG instead
     journal = module.Journal(path)
+    size = module._JOURNAL_CHUNK
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    # room for 10 accepts and 25 bytes: the 11th write is short, then the rest fails
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 + 40 * 10 + 25, hard))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))  # one chunk, as a full disk would
+    fits = len(pool) - 3
     report = {"accepted": 0}
-    for n in range(11):
+    for n in range(fits + 1):
         try:
             journal.accept(pool[n], n)
             report["accepted"] += 1
         except OSError as exc:
             report["accept_error"] = exc.errno
-    report["size_after_accept"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
-    journal.attempt(pool[11], 11, 1, 11)
-    journal.attempt(pool[12], 12, 0, 12)
+    report["after_accept"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
+    journal.attempt(pool[fits + 1], 1, 1, 11)  # no room: held in memory, no error
+    journal.stored(pool[fits + 1], 1, 1, 11)
+    report["after_attempt"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
     try:
         journal.flush()
     except OSError as exc:
         report["flush_error"] = exc.errno
-    report["size_after_flush"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
+    report["after_flush"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    journal.accept(pool[13], 13)
+    journal.accept(pool[fits + 2], 2)  # the held records go first
+    report["after_retry"] = (os.path.getsize(path), journal.size, journal.pending_bytes)
     journal.close()
     conn.send(report)
 
 
-def test_a_failed_write_leaves_no_torn_record(fast: ModuleType, tmp_path: Path) -> None:
+def test_a_full_disk_is_an_error_when_the_file_grows_never_a_sigbus(
+    fast: ModuleType, tmp_path: Path
+) -> None:
+    """The file is allocated (posix_fallocate) before records are copied into a new chunk: no
+    room is an OSError from accept (503), while the other kinds are held until there is."""
     path = tmp_path / "journal.bin"
-    pool = ids(14)
+    fits = (chunk(fast) - 16) // 40
+    pool = ids(fits + 3, seed=8)
     parent, child = FORK.Pipe(duplex=False)
     worker = FORK.Process(
         target=_write_past_the_limit, args=(fast.__name__, str(path), pool, child)
     )
     worker.start()
     child.close()
-    report = parent.recv()  # EOFError if the child died first
-    worker.join(timeout=30)
+    report = parent.recv()  # EOFError if the child died first (SIGBUS, SIGXFSZ)
+    worker.join(timeout=60)
     assert worker.exitcode == 0
-    assert report["accepted"] == 10 and report["accept_error"] == errno.EFBIG
-    assert report["size_after_accept"] == (416, 416, 0)  # the short write was cut back
+    full = 16 + 40 * fits
+    assert report["accepted"] == fits and report["accept_error"] == errno.EFBIG
+    assert report["after_accept"] == (chunk(fast), full, 0)
+    assert report["after_attempt"] == (chunk(fast), full, 80)
     assert report["flush_error"] == errno.EFBIG
-    assert report["size_after_flush"] == (416, 416, 80)  # and the records stay buffered
+    assert report["after_flush"] == (chunk(fast), full, 80)  # and the records stay held
+    assert report["after_retry"] == (2 * chunk(fast), full + 120, 0)
+    assert path.stat().st_size == full + 120
     records, _, dropped = replay_file(fast, path)
     assert dropped == 0
     assert records == [
-        *[(1, pool[n], n, 0, 0) for n in range(10)],
-        (2, pool[11], 11, 1, 11),
-        (2, pool[12], 12, 0, 12),
-        (1, pool[13], 13, 0, 0),
+        *[(1, pool[n], n, 0, 0) for n in range(fits)],
+        (2, pool[fits + 1], 1, 1, 11),
+        (3, pool[fits + 1], 1, 1, 11),
+        (1, pool[fits + 2], 2, 0, 0),
     ]
