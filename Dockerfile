@@ -20,10 +20,11 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# dependencies first (build requirements included), so that a code change reuses this layer
-COPY pyproject.toml ./
+# dependencies first (build requirements included), so that a code change reuses this layer;
+# their versions pinned by constraints.txt, the ones the tests ran with
+COPY pyproject.toml constraints.txt ./
 RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' >/tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+    && pip install -c constraints.txt -r /tmp/requirements.txt
 COPY . .
 # the image must run the compiled hot paths, never silently the pure-Python twin
 RUN pip install --no-deps --no-build-isolation . \

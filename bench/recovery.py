@@ -92,7 +92,7 @@ async def main(settled: int, held: int) -> None:
         await drained(session)
         default.state.failure = fallback.state.failure = True
         accepted += await post_all(session, held)
-        journal = os.path.getsize(f"{run_dir}/data/journal-0.bin")
+        journal = await metric(session, "rinha_journal_bytes")
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
         started = time.perf_counter()

@@ -89,7 +89,7 @@ class App:
 
     async def watch_loop_lag(self, interval_s: float = 0.1) -> None:
         """How late the event loop wakes up (anything stalling it shows up in p99); on the
-        same beat, the journal's buffered outcomes reach the page cache."""
+        same beat, the journal's upkeep (held-back records, compaction, the fsync period)."""
         sync_s = _sync_interval_s(self.config.journal_fsync)
         synced = time.perf_counter()
         while True:

@@ -13,8 +13,8 @@ Invariants:
   (`GET /payments/{id}`, which answers even while payments fail): found -> recorded under that
   attempt's `requestedAt`; not found -> still pinned (it may be inside the processor yet);
 - a 422 on a payment never sent before is a client duplicate: nothing to record;
-- every attempt is in the journal before its request leaves, and every outcome after it
-  (buffered: an outcome lost with the process is learnt again by the pinned retry).
+- every attempt is in the journal before its request leaves, and every outcome after it (an
+  outcome lost with the process is learnt again by the pinned retry).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class Dispatcher:
         return records
 
     def flush_journal(self) -> None:
-        """Buffered outcomes to the page cache; a journal grown large is compacted."""
+        """Records held back (the journal could not grow) go in; a large journal is compacted."""
         journal = self.journal
         journal.flush()
         if journal.size >= self._compact_at:
