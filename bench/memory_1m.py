@@ -40,7 +40,8 @@ def metrics(path: str) -> dict[str, float]:
         while chunk := s.recv(65536):
             data += chunk
     body = data.split(b"\r\n\r\n", 1)[1].decode()
-    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in body.splitlines())}
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in body.splitlines()
+                                     if line and not line.startswith("#"))}
 
 
 def push(path: str, count: int, pipeline: int, max_backlog: int) -> None:

@@ -114,6 +114,7 @@ cdef extern from *:
     int PROT_READ
     int PROT_WRITE
     int MAP_SHARED
+    int MAP_POPULATE
     int MS_SYNC
     Py_ssize_t c_write "write"(int fd, const void* buf, size_t n) nogil
     int c_fdatasync "fdatasync"(int fd) nogil
@@ -1609,7 +1610,10 @@ cdef class SharedIdSet:
         self._path = os.fspath(path)
         fd, size, slots, key = _open_ids_file(self._path, cap)
         try:
-            mapped = mmap(NULL, <size_t>size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+            # populated now: on tmpfs no claim ever takes a page fault (each first touch of a
+            # page would otherwise cost one, on the POST path)
+            mapped = mmap(NULL, <size_t>size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+                          fd, 0)
             if mapped == MAP_FAILED:
                 err = errno
                 raise OSError(err, os.strerror(err), self._path)

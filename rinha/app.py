@@ -8,12 +8,16 @@ import logging
 import os
 import time
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .cluster import Cluster, Counts
 from .config import Config
 from .dispatcher import Dispatcher
-from .processors import DEFAULT, FALLBACK, NAMES, Processor
+from .processors import DEFAULT, FALLBACK, Processor
 from .recovery import Recovered, replay
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = logging.getLogger("rinha.app")
 
@@ -27,7 +31,7 @@ class App:
         self.ledgers = (fast.Ledger(), fast.Ledger())  # per processor: (epoch ms, int cents)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         # every correlationId accepted by any instance since the last purge (shared file)
-        self.ids = fast.SharedIdSet(config.ids_path, config.max_ids, config.instance_id)
+        self.ids = fast.SharedIdSet(config.ids_file, config.max_ids, config.instance_id)
         # this instance's payments, on disk before each 202 (rinha.recovery replays it)
         self.journal = fast.Journal(config.journal_path, sync=config.journal_fsync == "always")
         self.dispatcher = Dispatcher(config, self.processors, self.ledgers, fast.payment_body,
@@ -39,6 +43,7 @@ class App:
         self.refused_full = 0  # 503: backlog or id table full, journal write failed
         self.loop_lag_ms = 0.0
         self.recovered: Recovered | None = None
+        self._metrics: CollectorRegistry | None = None  # made at the first scrape
 
     def recover(self) -> Recovered:
         """Rebuild the ledgers, the queue and the pins from the journal, then compact it.
@@ -103,34 +108,13 @@ class App:
                 synced = now
                 self.journal.sync()
 
-    def metrics_text(self) -> str:
-        d = self.dispatcher
-        lines = [
-            f"rinha_accepted_total {self.accepted}",
-            f"rinha_rejected_total {self.rejected}",
-            f"rinha_duplicates_total {self.duplicates}",
-            f"rinha_refused_total {self.refused_full}",
-            f"rinha_processor_duplicates_total {d.processor_duplicates}",
-            f"rinha_dropped_total {d.dropped}",
-            f"rinha_retries_total {d.retries}",
-            f"rinha_settled_total {d.settled}",
-            f"rinha_backlog {d.backlog}",
-            f"rinha_in_flight {d.in_flight}",
-            f"rinha_in_doubt {d.in_doubt}",
-            f"rinha_ledger_entries {len(self.ledgers[0]) + len(self.ledgers[1])}",
-            f"rinha_journal_bytes {self.journal.size}",
-            f"rinha_ids {len(self.ids)}",
-            f"rinha_ids_capacity {self.ids.capacity}",
-            f"rinha_peer_connections {self.cluster.open_connections}",
-            f"rinha_loop_lag_ms {self.loop_lag_ms:.3f}",
-        ]
-        now = int(time.time() * 1000)
-        for p in self.processors:
-            label = f'{{processor="{NAMES[p.index]}"}}'
-            lines.append(f"rinha_processed_total{label} {p.processed}")
-            lines.append(f"rinha_processor_usable{label} {int(p.usable(now, self.config.slow_ms))}")
-            lines.append(f"rinha_processor_latency_ms{label} {p.effective_latency_ms(now):.1f}")
-        return "\n".join(lines) + "\n"
+    def metrics(self) -> bytes:
+        """The Prometheus exposition of this instance (rinha.metrics)."""
+        from .metrics import exposition, registry_for
+
+        if self._metrics is None:
+            self._metrics = registry_for(self)
+        return exposition(self._metrics)
 
 
 def _sync_interval_s(policy: str) -> float:

@@ -16,8 +16,12 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = (
     ("socket_mode", "RINHA_SOCKET_MODE", "0660",
      "file mode (octal) of the client unix socket: Nginx's worker must be owner or in the group"),
     ("data_dir", "RINHA_DATA_DIR", "/tmp/rinha-data",
-     "this instance's journal (journal-<id>.bin) and the cluster's shared id table (ids.bin); "
-     "every instance of one stack must use the same directory"),
+     "this instance's journal (journal-<id>.bin) and the peers' sockets; every instance of "
+     "one stack must use the same directory, and it must outlive a restart"),
+    ("ids_path", "RINHA_IDS_PATH", "",
+     "the cluster's shared id table (every instance of a stack maps the same file); empty: "
+     "<RINHA_DATA_DIR>/ids.bin. On tmpfs (e.g. /dev/shm/...) it costs no page fault per "
+     "claim, as it does on a disk file system after each writeback"),
     ("journal_fsync", "RINHA_JOURNAL_FSYNC", "off",
      "off: the journal outlives the process (page cache); always: fdatasync before each 202, "
      "outlives the machine; a number N: fdatasync every N ms (loses at most N ms on power loss)"),
@@ -92,6 +96,7 @@ class Config:
     internal_bind: str = ""
     socket_mode: str = "0660"
     data_dir: str = "/tmp/rinha-data"
+    ids_path: str = ""
     journal_fsync: str = "off"
     max_ids: int = 1_000_000
     max_backlog: int = 50_000
@@ -136,8 +141,9 @@ class Config:
         return os.path.join(self.data_dir, f"journal-{self.instance_id}.bin")
 
     @property
-    def ids_path(self) -> str:
-        return os.path.join(self.data_dir, "ids.bin")
+    def ids_file(self) -> str:
+        """RINHA_IDS_PATH, or its default in the data dir."""
+        return self.ids_path or os.path.join(self.data_dir, "ids.bin")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

@@ -156,7 +156,7 @@ def get_alive(app: App, query: bytes, body: bytes) -> Response:
 
 
 def get_metrics(app: App, query: bytes, body: bytes) -> Response:
-    return response(200, app.metrics_text().encode(), content_type="text/plain; version=0.0.4")
+    return response(200, app.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # --------------------------------------------------------------------------- internal

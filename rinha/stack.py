@@ -74,6 +74,7 @@ __all__ = [
 
 TEMPLATE_NAME = "nginx.conf.template"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+SHM = "/dev/shm"  # tmpfs: the id table there takes no page fault per claim
 SUN_PATH_MAX = 107  # bytes of a unix socket path, NUL excluded (Linux sockaddr_un)
 
 
@@ -99,8 +100,11 @@ class StackConfig:
     default_url: str | None = None  # existing processors: no emulator is started
     fallback_url: str | None = None
     run_dir: str | None = None  # None: a temp dir, removed on stop
-    # journals, id table, internal sockets; None: <run_dir>/data (the CLI's default differs)
+    # journals, internal sockets; None: <run_dir>/data (the CLI's default differs)
     data_dir: str | None = None
+    # the shared id table; None: a private dir on tmpfs (/dev/shm) removed on stop, else
+    # <data_dir>/ids.bin (RINHA_IDS_PATH in the environment wins)
+    ids_path: str | None = None
     log_dir: str | None = None  # None: children write to our stdout/stderr
     python: str = sys.executable
     nginx: str | None = None  # None: find_nginx()
@@ -346,6 +350,7 @@ class Stack:
         self.info: StackInfo | None = None
         self._own_run_dir = False
         self._run_dir = ""
+        self._ids_dir = ""  # a temp dir on tmpfs holding the id table, removed on stop
         self._created: list[str] = []  # sockets and pid file of ours, removed on stop
         self._lock: threading.Lock | None = None  # children's procs vs. the supervisor
         self._supervisor: threading.Thread | None = None
@@ -388,6 +393,10 @@ class Stack:
             self._own_run_dir = True
         run_dir = self._run_dir
         data_dir = _private_dir(cfg.data_dir or os.path.join(run_dir, "data"), "data dir")
+        ids_path = cfg.ids_path
+        if ids_path is None and os.path.isdir(SHM):
+            self._ids_dir = tempfile.mkdtemp(prefix="rinha-ids-", dir=SHM)  # 0700
+            ids_path = os.path.join(self._ids_dir, "ids.bin")
 
         port = cfg.port or free_port(cfg.host)
         if _port_in_use(cfg.host, port):
@@ -438,6 +447,7 @@ class Stack:
                 RINHA_PEERS=",".join(f"unix:{p}" for p in internal if p != internal[i]),
                 RINHA_INSTANCE_ID=str(i),
                 RINHA_DATA_DIR=data_dir,
+                RINHA_IDS_PATH=env.get("RINHA_IDS_PATH") or ids_path or "",
                 RINHA_DEFAULT_URL=default_url,
                 RINHA_FALLBACK_URL=fallback_url,
             )
@@ -670,12 +680,16 @@ class Stack:
             if os.path.exists(path):
                 os.unlink(path)
         self._created.clear()
-        if self._own_run_dir:
+        if self._own_run_dir or self._ids_dir:
             import shutil
 
-            shutil.rmtree(self._run_dir, ignore_errors=True)
+            if self._own_run_dir:
+                shutil.rmtree(self._run_dir, ignore_errors=True)
+            if self._ids_dir:
+                shutil.rmtree(self._ids_dir, ignore_errors=True)
         self._own_run_dir = False
         self._run_dir = ""
+        self._ids_dir = ""
 
     def _stop_group(self, children: list[_Child]) -> None:
         import subprocess
@@ -805,6 +819,16 @@ class _Stop(Exception):
     pass
 
 
+def _default_ids_path(data_dir: str | None, run_dir: str | None, port: int) -> str | None:
+    """The CLI's id table: beside a data dir given by the user (""), in a temp dir on tmpfs
+    for port 0 (None), else on tmpfs per port, kept like /tmp/rinha-up-<port>."""
+    if data_dir or run_dir:
+        return ""
+    if not port:
+        return None
+    return os.path.join(SHM, f"rinha-up-{port}", "ids.bin") if os.path.isdir(SHM) else ""
+
+
 def _default_data_dir(run_dir: str | None, port: int) -> str | None:
     """--data-dir's default: in the run dir, else one per port that outlives the stack (None,
     the temp run dir's, for port 0: a random port would never be seen again)."""
@@ -826,6 +850,7 @@ def run(args: argparse.Namespace) -> int:
         fallback_url=args.fallback_url,
         run_dir=args.run_dir,
         data_dir=args.data_dir or _default_data_dir(args.run_dir, args.port),
+        ids_path=_default_ids_path(args.data_dir, args.run_dir, args.port),
         log_dir=args.logs,
         ready_timeout=args.ready_timeout,
         restart_instances=not args.no_restart,

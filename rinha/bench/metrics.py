@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import math
 import socket
 import threading
 import time
@@ -16,47 +15,6 @@ class PrometheusParseError(ValueError):
     pass
 
 
-def _parse_labels(text: str, pos: int) -> tuple[dict[str, str], int]:
-    """Labels from `{` at text[pos]; returns them and the index after the closing `}`."""
-    labels: dict[str, str] = {}
-    i = pos + 1
-    n = len(text)
-    while True:
-        while i < n and text[i] in " ,":
-            i += 1
-        if i < n and text[i] == "}":
-            return labels, i + 1
-        eq = text.find("=", i)
-        if eq < 0:
-            raise PrometheusParseError(f"label without '=': {text!r}")
-        name = text[i:eq].strip()
-        i = eq + 1
-        while i < n and text[i] == " ":
-            i += 1
-        if i >= n or text[i] != '"':
-            raise PrometheusParseError(f"unquoted label value: {text!r}")
-        i += 1
-        value = []
-        while i < n and text[i] != '"':
-            if text[i] == "\\" and i + 1 < n:
-                i += 1
-                value.append({"n": "\n", "\\": "\\", '"': '"'}.get(text[i], "\\" + text[i]))
-            else:
-                value.append(text[i])
-            i += 1
-        if i >= n:
-            raise PrometheusParseError(f"unterminated label value: {text!r}")
-        labels[name] = "".join(value)
-        i += 1
-
-
-def _parse_value(token: str) -> float:
-    special = {"+Inf": math.inf, "Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
-    if token in special:
-        return special[token]
-    return float(token)
-
-
 def sample_key(name: str, labels: dict[str, str]) -> str:
     """`name` or `name{a="x",b="y"}` with labels sorted: one flat key per series."""
     if not labels:
@@ -66,27 +24,17 @@ def sample_key(name: str, labels: dict[str, str]) -> str:
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
-    """Prometheus text exposition → {series key: value}; comments and timestamps are dropped."""
+    """Prometheus text exposition → {series key: value}; comments and timestamps are dropped.
+    Parsed by prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        brace = line.find("{")
-        space = line.find(" ")
-        if brace >= 0 and (space < 0 or brace < space):
-            name = line[:brace]
-            labels, end = _parse_labels(line, brace)
-            rest = line[end:].split()
-        else:
-            name, *rest = line.split()
-            labels = {}
-        if not rest:
-            raise PrometheusParseError(f"sample without a value: {raw!r}")
-        try:
-            out[sample_key(name.strip(), labels)] = _parse_value(rest[0])
-        except ValueError as exc:
-            raise PrometheusParseError(f"bad value in {raw!r}") from exc
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[sample_key(sample.name, sample.labels)] = sample.value
+    except (ValueError, TypeError, IndexError) as exc:
+        raise PrometheusParseError(str(exc)) from exc
     return out
 
 

@@ -138,9 +138,9 @@ def plot(result: dict[str, Any], samples: list[Sample], path: Path) -> Path:
     for s in samples:
         by_instance[s.instance].append(s)
     for i, ss in sorted(by_instance.items()):
-        xs, ys = gauge_max(ss, "rinha_loop_lag_ms", t0)
+        xs, ys = gauge_max(ss, "rinha_loop_lag_seconds", t0)
         if xs:
-            ax_lag.plot(xs, ys, lw=1, label=f"instance {i}")
+            ax_lag.plot(xs, [y * 1000 for y in ys], lw=1, label=f"instance {i}")
     ax_lag.set_ylabel("event-loop lag (ms)")
 
     # how many instances hold each processor usable (rinha_processor_usable, 0/1 each)

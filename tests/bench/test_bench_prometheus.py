@@ -15,7 +15,7 @@ rinha_processed_total{processor="fallback"} 34
 rinha_backlog 0
 rinha_in_flight 12 1700000000000
 rinha_processor_latency_ms{processor="default"} 1.5e1
-rinha_loop_lag_ms +Inf
+rinha_loop_lag_seconds +Inf
 weird{a="x \\"q\\" y",b="line\\nbreak"} -3
 spaced{ a = "1" , b="2", } 7
 """
@@ -29,7 +29,7 @@ def test_parse_the_exposition() -> None:
     assert m["rinha_backlog"] == 0
     assert m["rinha_in_flight"] == 12  # the timestamp is dropped
     assert m['rinha_processor_latency_ms{processor="default"}'] == 15
-    assert math.isinf(m["rinha_loop_lag_ms"])
+    assert math.isinf(m["rinha_loop_lag_seconds"])
     assert m['weird{a="x "q" y",b="line\nbreak"}'] == -3
     assert m['spaced{a="1",b="2"}'] == 7
     assert not any(k.startswith("#") for k in m)

@@ -329,3 +329,21 @@ def test_the_docker_build_context_has_what_pip_install_needs() -> None:
     for left_out in ("tests/conftest.py", "rinha/__pycache__/x.pyc", "rinha/_fast.c", "bench"):
         assert not in_docker_context(left_out, patterns), left_out
 
+
+
+def test_instances_map_one_id_table_on_a_shared_tmpfs_volume_big_enough(
+    compose: dict, services: dict[str, dict]
+) -> None:
+    apis = instances(services)
+    paths = {s["environment"].get("RINHA_IDS_PATH") for s in apis.values()}
+    assert len(paths) == 1 and None not in paths, "one RINHA_IDS_PATH for all instances"
+    directory = os.path.dirname(paths.pop())
+    volumes = {mounts(s).get(directory) for s in apis.values()}
+    assert len(volumes) == 1 and None not in volumes, f"one volume at {directory}"
+    opts = (compose["volumes"][volumes.pop()] or {}).get("driver_opts") or {}
+    assert opts.get("type") == "tmpfs"
+    size = re.search(r"size=(\d+)m", opts.get("o", ""))
+    # 8 bytes a slot, slots the power of two >= RINHA_MAX_IDS * 4/3 (default 1,000,000)
+    max_ids = int(next(iter(apis.values()))["environment"].get("RINHA_MAX_IDS", 1_000_000))
+    slots = 1 << (max_ids * 4 // 3 - 1).bit_length()
+    assert size and int(size.group(1)) << 20 >= slots * 8 + 4096, "the id table must fit"

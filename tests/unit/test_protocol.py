@@ -318,11 +318,24 @@ async def test_purge_clears_ledgers_ids_and_queue(app):
 
 
 async def test_metrics_text(app):
+    from prometheus_client.parser import text_string_to_metric_families
+
     protocol, transport = connect(app)
     protocol.data_received(post(PAYMENT) + get("/metrics"))
     _, (status, _, body) = Responses(bytes(transport.data)).items
-    metrics = dict(line.rsplit(" ", 1) for line in body.decode().splitlines())
     assert status == 200
-    assert metrics["rinha_accepted_total"] == "1"
-    assert metrics["rinha_backlog"] == "1"
-    assert 'rinha_processed_total{processor="fallback"}' in metrics
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    # every family typed and described; one family per name, its series together
+    assert all(f.type != "unknown" and f.documentation for f in families.values())
+    assert families["rinha_accepted"].type == "counter"
+    assert families["rinha_accepted"].samples[0].value == 1
+    assert families["rinha_backlog"].samples[0].value == 1
+    processed = families["rinha_processed"].samples
+    assert {s.labels["processor"] for s in processed} == {"default", "fallback"}
+    assert families["rinha_processor_latency_seconds"].type == "gauge"
+    assert families["rinha_loop_lag_seconds"].type == "gauge"
+    [build] = families["rinha_build_info"].samples
+    assert build.labels["implementation"] in ("compiled", "reference")
+    [config] = families["rinha_config_info"].samples
+    assert config.labels["max_backlog"] == str(app.config.max_backlog)
+    assert config.labels["admin_token"] == ""  # never the token itself
