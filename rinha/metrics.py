@@ -62,7 +62,7 @@ class AppCollector(Collector):
             usable.add_metric([NAMES[p.index]], int(p.usable(now, app.config.slow_ms)))
             latency.add_metric([NAMES[p.index]], p.effective_latency_ms(now) / 1000)
         yield from (processed, usable, latency)
-        for name, help_text, value in (
+        gauges: tuple[tuple[str, str, float], ...] = (
             ("rinha_backlog", "Payments queued, waiting for a processor call.", d.backlog),
             ("rinha_in_flight", "Processor calls out now.", d.in_flight),
             ("rinha_in_doubt", "Pinned payments: an attempt's outcome is unknown; they wait for "
@@ -77,7 +77,8 @@ class AppCollector(Collector):
              app.cluster.open_connections),
             ("rinha_loop_lag_seconds", "How late the event loop woke up, latest sample.",
              app.loop_lag_ms / 1000),
-        ):
+        )
+        for name, help_text, value in gauges:
             yield GaugeMetricFamily(name, help_text, value=value)
         build = InfoMetricFamily("rinha_build", "Version and hot-path implementation.")
         implementation = getattr(app.fast, "IMPLEMENTATION", None) or (  # rinha.fast has it
