@@ -78,8 +78,8 @@ class AppCollector(Collector):
             ("rinha_loop_lag_seconds", "How late the event loop woke up, latest sample.",
              app.loop_lag_ms / 1000),
         )
-        for name, help_text, value in gauges:
-            yield GaugeMetricFamily(name, help_text, value=value)
+        for name, help_text, level in gauges:
+            yield GaugeMetricFamily(name, help_text, value=level)
         build = InfoMetricFamily("rinha_build", "Version and hot-path implementation.")
         implementation = getattr(app.fast, "IMPLEMENTATION", None) or (  # rinha.fast has it
             "reference" if app.fast.__name__.endswith("_reference") else "compiled")
