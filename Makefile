@@ -22,6 +22,7 @@ EXTRA_REQS := import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb")
 REQS = $(shell $(PY) -c '$(EXTRA_REQS)' $(1))
 
 .PHONY: help venv deps system-deps lint-deps build up test test-faults lint profile bench compose-test \
+	image submission \
 	clean distclean
 
 help:
@@ -136,6 +137,14 @@ bench: deps  ## the judged load test (k6) against `rinha up` in a 1.5 CPU / 350 
 profile: deps $(DEV_INSTALLED)  ## py-spy flamegraph of one instance under the stress load
 	$(PIP_INSTALL) $(call REQS,bench)
 	$(PY) -m rinha bench --profile $(BENCH_ARGS)
+
+image:  ## build the service image and tag it: make image IMAGE=registry/name:tag (push it yourself)
+	@[ -n "$(IMAGE)" ] || { echo "usage: make image IMAGE=registry/name:tag"; exit 2; }
+	docker build -t $(IMAGE) .
+
+submission: deps  ## the contest bundle in submission/: make submission IMAGE=registry/name:tag
+	@[ -n "$(IMAGE)" ] || { echo "usage: make submission IMAGE=registry/name:tag"; exit 2; }
+	$(PY) docker/submission.py --image $(IMAGE) --out submission
 
 compose-test:  ## build images, run the Docker Compose stack for real, check it, tear down
 	bash docker/compose-test.sh
