@@ -22,7 +22,7 @@ EXTRA_REQS := import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb")
 REQS = $(shell $(PY) -c '$(EXTRA_REQS)' $(1))
 
 .PHONY: help venv deps system-deps lint-deps build up test test-faults lint profile bench compose-test \
-	image submission \
+	image submission fresh-check \
 	clean distclean
 
 help:
@@ -73,13 +73,22 @@ venv: $(PY)
 		echo "note: $(VENV) was made with $$($(PY) -c '$(BASE_OF)'), not PYTHON=$(PYTHON):" \
 			"'make distclean' first to remake it"
 
-system-deps:  ## nginx from Debian (as root), or say how to get it
-	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing nginx (apt-get)"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1 || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; }; \
-	else echo "nginx is missing: run 'sudo apt-get install nginx'"; exit 1; fi
+# What Debian packages the build and the tests need: a C compiler and the interpreter's
+# headers (the Cython extension is compiled here), nginx. As root they are installed with
+# apt-get; otherwise the one command to run is printed.
+PY_HEADERS := import os, sysconfig; print(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+system-deps: $(PY)  ## gcc, the Python headers and nginx from Debian (as root), or say how to get them
+	@set -e; missing=""; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	[ -f "$$($(PY) -c '$(PY_HEADERS)')" ] || \
+		missing="$$missing python$$($(PY) -c '$(MAJOR_MINOR)')-dev"; \
+	{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing (apt-get)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }; \
+	else echo "missing:$$missing: run 'sudo apt-get install$$missing'"; exit 1; fi
 
 # The package, editable: its build compiles rinha/_fast.pyx into rinha/ (in place), so a
 # change to the .pyx/.pxd rebuilds it; the build requirements live in the venv (no isolated
@@ -145,6 +154,9 @@ image:  ## build the service image and tag it: make image IMAGE=registry/name:ta
 submission: deps  ## the contest bundle in submission/: make submission IMAGE=registry/name:tag
 	@[ -n "$(IMAGE)" ] || { echo "usage: make submission IMAGE=registry/name:tag"; exit 2; }
 	$(PY) docker/submission.py --image $(IMAGE) --out submission
+
+fresh-check:  ## the README's quick start in a bare Debian 12 container (docker/fresh_check.py)
+	python3 docker/fresh_check.py
 
 compose-test:  ## build images, run the Docker Compose stack for real, check it, tear down
 	bash docker/compose-test.sh
