@@ -131,7 +131,8 @@ lint-deps:  ## shellcheck from Debian (as root), or say how to get it
 
 # hadolint is in neither Debian nor PyPI as a plain package: it runs when it is on PATH.
 lint: lint-deps venv $(DEV_INSTALLED)  ## ruff, mypy, shellcheck (and hadolint if installed)
-	$(PY) -m ruff check rinha tests bench
+	$(PY) -m ruff check rinha tests bench docker
+	$(PY) -m ruff format --check rinha tests bench docker
 	$(PY) -m mypy rinha
 	shellcheck .ci/run nginx/*.sh docker/*.sh
 	@if command -v hadolint >/dev/null 2>&1; then \

@@ -52,12 +52,19 @@ def usage(pid: int) -> tuple[float, float, float, int, int, int]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     with open(f"/proc/{pid}/status") as f:
-        woken = next(int(line.split()[1]) for line in f
-                     if line.startswith("voluntary_ctxt_switches:"))
+        woken = next(
+            int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:")
+        )
     with open(f"/proc/{pid}/io") as f:
         io = dict(line.split(": ") for line in f.read().splitlines())
-    return (on_cpu, int(fields[11]) / TICKS, int(fields[12]) / TICKS, woken, int(fields[7]),
-            int(io["syscr"]) + int(io["syscw"]))
+    return (
+        on_cpu,
+        int(fields[11]) / TICKS,
+        int(fields[12]) / TICKS,
+        woken,
+        int(fields[7]),
+        int(io["syscr"]) + int(io["syscw"]),
+    )
 
 
 class Client(asyncio.Protocol):
@@ -128,15 +135,21 @@ async def settled(path: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def run_variant(name: str, spec: str, processors: list[str], args: argparse.Namespace
-                ) -> dict[str, Any]:
+def run_variant(
+    name: str, spec: str, processors: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
     path_part, _, settings = spec.partition(":")
     run_dir = tempfile.mkdtemp(prefix="rinha-cpu-")
     sock = os.path.join(run_dir, "api.sock")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(path_part), "RINHA_BIND": f"unix:{sock}",
-           "RINHA_DATA_DIR": os.path.join(run_dir, "data"),  # a fresh journal each run
-           "RINHA_LOG_LEVEL": "WARNING", "RINHA_DEFAULT_URL": processors[0],
-           "RINHA_FALLBACK_URL": processors[1]}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.path.abspath(path_part),
+        "RINHA_BIND": f"unix:{sock}",
+        "RINHA_DATA_DIR": os.path.join(run_dir, "data"),  # a fresh journal each run
+        "RINHA_LOG_LEVEL": "WARNING",
+        "RINHA_DEFAULT_URL": processors[0],
+        "RINHA_FALLBACK_URL": processors[1],
+    }
     wait = name != "floor"  # the no-op has no backlog to wait for
     for item in filter(None, settings.split(",")):
         key, _, value = item.partition("=")
@@ -144,8 +157,11 @@ def run_variant(name: str, spec: str, processors: list[str], args: argparse.Name
             wait = value != "0"
         else:
             env[key] = value
-    cmd = ([sys.executable, "-m", "rinha.bench.noop", "serve"] if name == "floor"
-           else [sys.executable, "-m", "rinha", "serve"])
+    cmd = (
+        [sys.executable, "-m", "rinha.bench.noop", "serve"]
+        if name == "floor"
+        else [sys.executable, "-m", "rinha", "serve"]
+    )
     proc = subprocess.Popen(args.wrap.split() + cmd, env=env, cwd=tempfile.gettempdir())
     try:
         while not os.path.exists(sock):
@@ -164,16 +180,26 @@ def run_variant(name: str, spec: str, processors: list[str], args: argparse.Name
         proc.terminate()
         proc.wait(120)  # a --wrap tool may take a while to write its output
     per_payment = [(a - b) / sent for a, b in zip(after, before, strict=True)]
-    return {"name": name, "sent": sent, "bad": bad, "wall_s": wall,
-            "on_cpu_us": per_payment[0] * 1e6, "user_us": per_payment[1] * 1e6,
-            "system_us": per_payment[2] * 1e6, "wakeups": per_payment[3],
-            "faults": per_payment[4], "syscalls": per_payment[5]}
+    return {
+        "name": name,
+        "sent": sent,
+        "bad": bad,
+        "wall_s": wall,
+        "on_cpu_us": per_payment[0] * 1e6,
+        "user_us": per_payment[1] * 1e6,
+        "system_us": per_payment[2] * 1e6,
+        "wakeups": per_payment[3],
+        "faults": per_payment[4],
+        "syscalls": per_payment[5],
+    }
 
 
 def line(name: str, r: dict[str, Any]) -> str:
-    return (f"{name:>10}: {r['on_cpu_us']:6.1f} µs on CPU per payment (ticks: user "
-            f"{r['user_us']:.0f}, system {r['system_us']:.0f}), {r['wakeups']:.2f} wake-ups, "
-            f"{r['faults']:.2f} page faults, {r['syscalls']:.2f} read/write calls")
+    return (
+        f"{name:>10}: {r['on_cpu_us']:6.1f} µs on CPU per payment (ticks: user "
+        f"{r['user_us']:.0f}, system {r['system_us']:.0f}), {r['wakeups']:.2f} wake-ups, "
+        f"{r['faults']:.2f} page faults, {r['syscalls']:.2f} read/write calls"
+    )
 
 
 def main() -> None:
@@ -184,16 +210,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--wrap", default="", help="command prefix for the instance, e.g. "
-                        "'valgrind --tool=callgrind' (instruction counts, not seconds)")
+    parser.add_argument(
+        "--wrap",
+        default="",
+        help="command prefix for the instance, e.g. "
+        "'valgrind --tool=callgrind' (instruction counts, not seconds)",
+    )
     args = parser.parse_args()
     variants = [tuple(v.split("=", 1)) for v in args.variant] or [("current", ".")]
     if args.floor:
         variants.append(("floor", "."))
     ports = [free_port(), free_port()]
-    procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
-                               "--fee", fee], stdout=subprocess.DEVNULL)
-             for port, fee in zip(ports, ("0.05", "0.15"), strict=True)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rinha", "processor", "--port", str(port), "--fee", fee],
+            stdout=subprocess.DEVNULL,
+        )
+        for port, fee in zip(ports, ("0.05", "0.15"), strict=True)
+    ]
     processors = [f"http://127.0.0.1:{port}" for port in ports]
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     try:
@@ -202,14 +236,19 @@ def main() -> None:
             for name, spec in variants:
                 r = run_variant(name, spec, processors, args)
                 results[name].append(r)
-                print(f"round {round_ + 1} {line(name, r)}; {r['sent']} sent, "
-                      f"{r['bad']} not 202, {r['wall_s']:.1f} s", flush=True)
+                print(
+                    f"round {round_ + 1} {line(name, r)}; {r['sent']} sent, "
+                    f"{r['bad']} not 202, {r['wall_s']:.1f} s",
+                    flush=True,
+                )
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
-    print(f"\nmedians of {args.rounds} rounds, {args.rate}/s for {args.seconds:g} s over "
-          f"{args.connections} connections:")
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.rate}/s for {args.seconds:g} s over "
+        f"{args.connections} connections:"
+    )
     for name, runs in results.items():
         print("  " + line(name, {k: statistics.median(r[k] for r in runs) for k in MEASURES}))
 

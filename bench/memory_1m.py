@@ -40,8 +40,12 @@ def metrics(path: str) -> dict[str, float]:
         while chunk := s.recv(65536):
             data += chunk
     body = data.split(b"\r\n\r\n", 1)[1].decode()
-    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in body.splitlines()
-                                     if line and not line.startswith("#"))}
+    return {
+        k: float(v)
+        for k, v in (
+            line.rsplit(" ", 1) for line in body.splitlines() if line and not line.startswith("#")
+        )
+    }
 
 
 def push(path: str, count: int, pipeline: int, max_backlog: int) -> None:
@@ -56,8 +60,10 @@ def push(path: str, count: int, pipeline: int, max_backlog: int) -> None:
             parts = []
             for _ in range(batch):
                 body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
-                parts.append(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(body), body))
+                parts.append(
+                    b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(body), body)
+                )
             s.sendall(b"".join(parts))
             answers = 0
             buffer = b""
@@ -75,16 +81,24 @@ def main() -> None:
     parser.add_argument("--max-backlog", type=int, default=5_000)
     args = parser.parse_args()
     ports = [free_port(), free_port()]
-    procs = [subprocess.Popen([sys.executable, "-m", "rinha", "processor", "--port", str(port),
-                               "--fee", fee], stdout=subprocess.DEVNULL)
-             for port, fee in zip(ports, ("0.05", "0.15"), strict=True)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "rinha", "processor", "--port", str(port), "--fee", fee],
+            stdout=subprocess.DEVNULL,
+        )
+        for port, fee in zip(ports, ("0.05", "0.15"), strict=True)
+    ]
     run_dir = tempfile.mkdtemp()
     sock = os.path.join(run_dir, "api.sock")
-    env = {**os.environ, "RINHA_BIND": f"unix:{sock}", "RINHA_LOG_LEVEL": "WARNING",
-           "RINHA_DATA_DIR": os.path.join(run_dir, "data"),
-           "RINHA_MAX_IDS": str(max(args.n, 1_000_000)),
-           "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
-           "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}"}
+    env = {
+        **os.environ,
+        "RINHA_BIND": f"unix:{sock}",
+        "RINHA_LOG_LEVEL": "WARNING",
+        "RINHA_DATA_DIR": os.path.join(run_dir, "data"),
+        "RINHA_MAX_IDS": str(max(args.n, 1_000_000)),
+        "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
+        "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}",
+    }
     server = subprocess.Popen([sys.executable, "-m", "rinha", "serve"], env=env)
     procs.append(server)
     try:
@@ -107,14 +121,18 @@ def main() -> None:
                 break
             time.sleep(0.5)
         elapsed = time.monotonic() - started
-        print(f"payments processed: {int(m['rinha_ledger_entries'])} in {elapsed:.0f} s "
-              f"({total / elapsed:.0f}/s end to end)")
-        print(f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
-              f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
-              f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB; of which the process's own "
-              f"(RssAnon) {status_kb(server.pid, 'RssAnon') / 1024:.1f} MB and mapped files "
-              f"(RssFile: the id table shared by the cluster) "
-              f"{status_kb(server.pid, 'RssFile') / 1024:.1f} MB")
+        print(
+            f"payments processed: {int(m['rinha_ledger_entries'])} in {elapsed:.0f} s "
+            f"({total / elapsed:.0f}/s end to end)"
+        )
+        print(
+            f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
+            f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
+            f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB; of which the process's own "
+            f"(RssAnon) {status_kb(server.pid, 'RssAnon') / 1024:.1f} MB and mapped files "
+            f"(RssFile: the id table shared by the cluster) "
+            f"{status_kb(server.pid, 'RssFile') / 1024:.1f} MB"
+        )
         print(f"journal: {m['rinha_journal_bytes'] / 2**20:.1f} MiB")
     finally:  # (Ctrl-C reaches here; a plain SIGTERM would orphan the children)
         for proc in reversed(procs):

@@ -38,8 +38,10 @@ from rinha.protocol import HttpProtocol
 
 # what Nginx forwards for one k6 payment (proxy_http_version 1.1, Connection ""), and what
 # the emulated processor answers
-REQUEST = (b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
-           b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s")
+REQUEST = (
+    b"POST /payments HTTP/1.1\r\nHost: rinha\r\nContent-Length: %d\r\n"
+    b"User-Agent: k6/1.1.0 (https://k6.io/)\r\nContent-Type: application/json\r\n\r\n%s"
+)
 
 
 def nginx_request() -> bytes:
@@ -47,10 +49,13 @@ def nginx_request() -> bytes:
     body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
     return REQUEST % (len(body), body)
 
+
 _ANSWER_BODY = b'{"message":"payment processed successfully"}'
-ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/json; "
-          b"charset=utf-8\r\nDate: Tue, 01 Dec 2026 22:00:00 GMT\r\nServer: Python/3.11 "
-          b"aiohttp/3.12\r\n\r\n%s" % (len(_ANSWER_BODY), _ANSWER_BODY))
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/json; "
+    b"charset=utf-8\r\nDate: Tue, 01 Dec 2026 22:00:00 GMT\r\nServer: Python/3.11 "
+    b"aiohttp/3.12\r\n\r\n%s" % (len(_ANSWER_BODY), _ANSWER_BODY)
+)
 
 
 class NullTransport:

@@ -44,9 +44,12 @@ def main() -> None:
     procs = []
     ports = [free_port(), free_port()]
     for port, fee in zip(ports, ("0.05", "0.15"), strict=True):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "rinha", "processor", "--port", str(port), "--fee", fee],
-            stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "rinha", "processor", "--port", str(port), "--fee", fee],
+                stdout=subprocess.DEVNULL,
+            )
+        )
     tmp = tempfile.mkdtemp()
     if args.unix:
         bind = f"unix:{tmp}/api.sock"
@@ -55,9 +58,13 @@ def main() -> None:
         port = free_port()
         bind = f"127.0.0.1:{port}"
         family, address = socket.AF_INET, ("127.0.0.1", port)
-    env = {**os.environ, "RINHA_BIND": bind, "RINHA_LOG_LEVEL": "WARNING",
-           "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
-           "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}"}
+    env = {
+        **os.environ,
+        "RINHA_BIND": bind,
+        "RINHA_LOG_LEVEL": "WARNING",
+        "RINHA_DEFAULT_URL": f"http://127.0.0.1:{ports[0]}",
+        "RINHA_FALLBACK_URL": f"http://127.0.0.1:{ports[1]}",
+    }
     procs.append(subprocess.Popen([sys.executable, "-m", "rinha", "serve"], env=env))
     try:
         sock = wait_connect(family, address)
@@ -66,8 +73,10 @@ def main() -> None:
         samples = []
         for i in range(args.n + 500):
             body = b'{"correlationId":"%s","amount":19.90}' % str(uuid.uuid4()).encode()
-            request = (b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                       b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            request = (
+                b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             started = time.perf_counter_ns()
             sock.sendall(request)
             answer = sock.recv(4096)
@@ -77,9 +86,11 @@ def main() -> None:
                 samples.append(elapsed / 1000)
         samples.sort()
         q = statistics.quantiles(samples, n=100)
-        print(f"POST /payments round trip over {'unix socket' if args.unix else 'TCP'}, "
-              f"n={args.n}: median {statistics.median(samples):.1f} µs, p90 {q[89]:.1f} µs, "
-              f"p99 {q[98]:.1f} µs, max {samples[-1]:.1f} µs")
+        print(
+            f"POST /payments round trip over {'unix socket' if args.unix else 'TCP'}, "
+            f"n={args.n}: median {statistics.median(samples):.1f} µs, p90 {q[89]:.1f} µs, "
+            f"p99 {q[98]:.1f} µs, max {samples[-1]:.1f} µs"
+        )
     finally:
         for proc in reversed(procs):  # the service first: it drains into the processors
             proc.terminate()

@@ -75,14 +75,19 @@ async def main(settled: int, held: int) -> None:
     fallback = await start_processor(fee=0.15)
     run_dir = tempfile.mkdtemp(prefix="rinha-recovery-")
     sock = os.path.join(run_dir, "api.sock")
-    env = {**os.environ, "RINHA_BIND": f"unix:{sock}", "RINHA_DATA_DIR": f"{run_dir}/data",
-           "RINHA_DEFAULT_URL": default.url, "RINHA_FALLBACK_URL": fallback.url,
-           "RINHA_LOG_LEVEL": "WARNING", "RINHA_MAX_BACKLOG": str(held + 1000),
-           "RINHA_MAX_IDS": str(max(1_000_000, 2 * (settled + held)))}
+    env = {
+        **os.environ,
+        "RINHA_BIND": f"unix:{sock}",
+        "RINHA_DATA_DIR": f"{run_dir}/data",
+        "RINHA_DEFAULT_URL": default.url,
+        "RINHA_FALLBACK_URL": fallback.url,
+        "RINHA_LOG_LEVEL": "WARNING",
+        "RINHA_MAX_BACKLOG": str(held + 1000),
+        "RINHA_MAX_IDS": str(max(1_000_000, 2 * (settled + held))),
+    }
 
     async def spawn() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rinha", "serve", env=env)
+        return await asyncio.create_subprocess_exec(sys.executable, "-m", "rinha", "serve", env=env)
 
     connector = aiohttp.UnixConnector(path=sock, limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -112,10 +117,14 @@ async def main(settled: int, held: int) -> None:
     double = sum(1 for i in accepted if all(s.get(i) for s in stores))
     books = (default.summary()[0], fallback.summary()[0])
     ours = (summary["default"]["totalRequests"], summary["fallback"]["totalRequests"])
-    print(f"accepted {len(accepted)} ({settled} settled, {held} held at the kill); "
-          f"journal {journal / 2**20:.1f} MiB")
-    print(f"back up (replayed, listening) {ready_s * 1000:.0f} ms after the restart; "
-          f"held payments processed {drain_s:.1f} s after the processors recovered")
+    print(
+        f"accepted {len(accepted)} ({settled} settled, {held} held at the kill); "
+        f"journal {journal / 2**20:.1f} MiB"
+    )
+    print(
+        f"back up (replayed, listening) {ready_s * 1000:.0f} ms after the restart; "
+        f"held payments processed {drain_s:.1f} s after the processors recovered"
+    )
     print(f"lost {missing}, charged twice {double}; summary {ours} vs processors {books}")
     await default.close()
     await fallback.close()

@@ -327,9 +327,13 @@ def check_summary(url: str, default_url: str, fallback_url: str, sent: int) -> N
 def container(env: dict[str, str], service: str) -> str:
     res = sh(
         [
-            "docker", "ps", "-q",
-            "--filter", f"label=com.docker.compose.project={PROJECT}",
-            "--filter", f"label=com.docker.compose.service={service}",
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
         ],
         env=env,
         quiet=True,
@@ -349,8 +353,18 @@ def check_sockets(env: dict[str, str]) -> None:
     dir are the instances' own."""
     api1 = container(env, "api1")
     res = sh(
-        ["docker", "exec", api1, "stat", "-c", "%n %a %u:%g",
-         "/sockets", "/sockets/api1.sock", "/data", "/data/internal-0.sock"],
+        [
+            "docker",
+            "exec",
+            api1,
+            "stat",
+            "-c",
+            "%n %a %u:%g",
+            "/sockets",
+            "/sockets/api1.sock",
+            "/data",
+            "/data/internal-0.sock",
+        ],
         env=env,
         quiet=True,
     )

@@ -35,7 +35,10 @@ PORT = 19990  # the stack's Nginx inside the container (host network: keep off 9
 # what runs inside: the stock additions, then the README's two commands and a payment
 SCRIPT = f"""
 set -eu
-t() {{ awk -v n="$1" -v a="$2" -v b="$EPOCHREALTIME" 'BEGIN {{ printf "[fresh] %-30s %6.1fs\\n", n, b - a }}'; }}
+t() {{
+    awk -v n="$1" -v a="$2" -v b="$EPOCHREALTIME" \\
+        'BEGIN {{ printf "[fresh] %-30s %6.1fs\\n", n, b - a }}'
+}}
 s=$EPOCHREALTIME
 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 make >/dev/null
 t "stock additions: python3 make" "$s"
@@ -76,19 +79,39 @@ def main() -> int:
     engine = ct.ensure_engine(env)
     try:
         if not ct.image_exists(IMAGE, env):
-            subprocess.run(["bash", str(ROOT / "docker" / "build-base-images.sh")], env=env,
-                           check=True)
+            subprocess.run(
+                ["bash", str(ROOT / "docker" / "build-base-images.sh")], env=env, check=True
+            )
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o",
-                            f"{tmp}/src.tar", "HEAD"], check=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "archive", "--format=tar", "-o", f"{tmp}/src.tar", "HEAD"],
+                check=True,
+            )
             done = subprocess.run(
-                ["docker", "run", "--rm", "--network", "host", "--shm-size", "1g",
-                 "-v", f"{tmp}:/in:ro", IMAGE, "bash", "-c", SCRIPT], env=env)
+                [
+                    "docker",
+                    "run",
+                    "--rm",
+                    "--network",
+                    "host",
+                    "--shm-size",
+                    "1g",
+                    "-v",
+                    f"{tmp}:/in:ro",
+                    IMAGE,
+                    "bash",
+                    "-c",
+                    SCRIPT,
+                ],
+                env=env,
+            )
     finally:
         if engine is not None and not args.keep_engine:
             ct.stop_engine(engine)
-    print(f"[fresh] total {time.monotonic() - started:.0f} s: "
-          f"{'OK' if done.returncode == 0 else 'FAILED'}")
+    print(
+        f"[fresh] total {time.monotonic() - started:.0f} s: "
+        f"{'OK' if done.returncode == 0 else 'FAILED'}"
+    )
     return done.returncode
 
 

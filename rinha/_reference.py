@@ -698,8 +698,12 @@ class SharedIdSet:
         self._path = os.fspath(path)
         fd, size, slots, key = _open_ids_file(self._path, capacity)
         try:
-            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
-                                  mmap.PROT_READ | mmap.PROT_WRITE)
+            self._map = mmap.mmap(
+                fd,
+                size,
+                mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                mmap.PROT_READ | mmap.PROT_WRITE,
+            )
         except BaseException:
             os.close(fd)
             raise

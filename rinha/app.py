@@ -26,16 +26,19 @@ class App:
     def __init__(self, config: Config, fast: ModuleType) -> None:
         self.config = config
         self.fast = fast  # rinha._fast or rinha._reference (see rinha.fast)
-        self.processors = (Processor(DEFAULT, config.default_url),
-                           Processor(FALLBACK, config.fallback_url))
+        self.processors = (
+            Processor(DEFAULT, config.default_url),
+            Processor(FALLBACK, config.fallback_url),
+        )
         self.ledgers = (fast.Ledger(), fast.Ledger())  # per processor: (epoch ms, int cents)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         # every correlationId accepted by any instance since the last purge (shared file)
         self.ids = fast.SharedIdSet(config.ids_file, config.max_ids, config.instance_id)
         # this instance's payments, on disk before each 202 (rinha.recovery replays it)
         self.journal = fast.Journal(config.journal_path, sync=config.journal_fsync == "always")
-        self.dispatcher = Dispatcher(config, self.processors, self.ledgers, fast.payment_body,
-                                     self.journal)
+        self.dispatcher = Dispatcher(
+            config, self.processors, self.ledgers, fast.payment_body, self.journal
+        )
         self.cluster = Cluster(config.peers, config.peer_timeout_ms, config.peer_connections)
         self.accepted = 0
         self.rejected = 0
@@ -60,18 +63,24 @@ class App:
         recovered.seconds = time.perf_counter() - started
         self.recovered = recovered
         if recovered.records:
-            log.info("recovered from %s: %d records, %d processed, %d queued, %d pinned, "
-                     "%d dropped as duplicates, in %.3f s", self.config.journal_path,
-                     recovered.records, len(self.ledgers[0]) + len(self.ledgers[1]),
-                     recovered.queued, recovered.pinned, recovered.dropped, recovered.seconds)
+            log.info(
+                "recovered from %s: %d records, %d processed, %d queued, %d pinned, "
+                "%d dropped as duplicates, in %.3f s",
+                self.config.journal_path,
+                recovered.records,
+                len(self.ledgers[0]) + len(self.ledgers[1]),
+                recovered.queued,
+                recovered.pinned,
+                recovered.dropped,
+                recovered.seconds,
+            )
         return recovered
 
     def token_ok(self, token: bytes | None) -> bool:
         """May a request with this X-Rinha-Token purge? Anyone, while RINHA_ADMIN_TOKEN is
         unset (the contest's load test sends none)."""
         expected = self.config.admin_token
-        return not expected or (token is not None
-                                and hmac.compare_digest(token, expected.encode()))
+        return not expected or (token is not None and hmac.compare_digest(token, expected.encode()))
 
     def local_counts(self, from_ms: int, to_ms: int) -> Counts:
         d_count, d_cents = self.ledgers[DEFAULT].summary(from_ms, to_ms)

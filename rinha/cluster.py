@@ -39,13 +39,21 @@ PEER_IDLE_CLOSE_S = 30.0  # an idle peer connection is closed after this
 
 
 class Cluster:
-    def __init__(self, peer_addresses: tuple[str, ...], timeout_ms: int,
-                 connections: int = 8) -> None:
+    def __init__(
+        self, peer_addresses: tuple[str, ...], timeout_ms: int, connections: int = 8
+    ) -> None:
         # the peers' internal listeners; a flood of summaries waits for one of `connections`
         # per peer instead of opening one each (file descriptors are finite)
         # (Nginx lets 64 summaries in at once: all of them may wait)
-        self.peers = [HttpPool(address, max_connections=connections, max_waiting=256,
-                               idle_close_s=PEER_IDLE_CLOSE_S) for address in peer_addresses]
+        self.peers = [
+            HttpPool(
+                address,
+                max_connections=connections,
+                max_waiting=256,
+                idle_close_s=PEER_IDLE_CLOSE_S,
+            )
+            for address in peer_addresses
+        ]
         self._timeout_s = timeout_ms / 1000
 
     @property
@@ -65,8 +73,8 @@ class Cluster:
         if not requests:
             return []
         results = await asyncio.gather(
-            *(self._call(pool, request) for pool, request in requests),
-            return_exceptions=True)
+            *(self._call(pool, request) for pool, request in requests), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result if isinstance(result, PeerError) else PeerError(str(result))
@@ -87,16 +95,21 @@ class Cluster:
         return total[0], total[1], total[2], total[3]
 
     async def purge_peers(self) -> None:
-        await self._all([(p, build_request("POST", "/internal/purge", p.address))
-                         for p in self.peers])
+        await self._all(
+            [(p, build_request("POST", "/internal/purge", p.address)) for p in self.peers]
+        )
 
     async def share_health(self, processor: int, failing: bool, min_response_ms: int) -> None:
         """Tell the peers what a health check said (best effort: a peer that misses it
         learns from its own calls)."""
         body = b"%d %d %d" % (processor, int(failing), min_response_ms)
         try:
-            await self._all([(p, build_request("POST", "/internal/health", p.address, body))
-                             for p in self.peers])
+            await self._all(
+                [
+                    (p, build_request("POST", "/internal/health", p.address, body))
+                    for p in self.peers
+                ]
+            )
         except PeerError as exc:
             log.warning("could not share health: %s", exc)
 

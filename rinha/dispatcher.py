@@ -48,8 +48,9 @@ class Payment:
         self.checked_ms = 0  # epoch ms of the last settle lookup
 
 
-def choose_processor(d: Processor, f: Processor, now: int, config: Config,
-                     in_flight: int) -> int | None:
+def choose_processor(
+    d: Processor, f: Processor, now: int, config: Config, in_flight: int
+) -> int | None:
     """Where the next unpinned payment goes: DEFAULT, FALLBACK, or None (hold it).
 
     Profit first: default whenever it works; fallback only once default has been unusable
@@ -92,12 +93,19 @@ def may_probe(p: Processor, now: int, config: Config) -> bool:
     if now < p.next_probe_ms:
         return False
     return p.in_flight == 0 or (
-        p.in_flight < MAX_PROBES and now - p.last_probe_ms >= config.retry_max_ms)
+        p.in_flight < MAX_PROBES and now - p.last_probe_ms >= config.retry_max_ms
+    )
 
 
 class Dispatcher:
-    def __init__(self, config: Config, processors: tuple[Processor, Processor],
-                 ledgers: tuple[Any, Any], payment_body: Any, journal: Any) -> None:
+    def __init__(
+        self,
+        config: Config,
+        processors: tuple[Processor, Processor],
+        ledgers: tuple[Any, Any],
+        payment_body: Any,
+        journal: Any,
+    ) -> None:
         self.config = config
         self.processors = processors
         self.ledgers = ledgers  # per processor index: rinha.fast.Ledger
@@ -155,9 +163,12 @@ class Dispatcher:
         if pending.pinned == UNPINNED:
             self.fresh.append(payment)
         else:
-            self._pin(payment, pending.pinned, pending.requested_at_ms,
-                      self._payment_body(payment.correlation_id, payment.cents,
-                                         pending.requested_at_ms))
+            self._pin(
+                payment,
+                pending.pinned,
+                pending.requested_at_ms,
+                self._payment_body(payment.correlation_id, payment.cents, pending.requested_at_ms),
+            )
             self.pinned[pending.pinned].append(payment)
 
     def _pin(self, payment: Payment, processor: int, requested_at: int, body: bytes) -> None:
@@ -183,8 +194,15 @@ class Dispatcher:
             records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
         for payment, processor in attempts:
             records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
-            records.append((J_ATTEMPT, payment.correlation_id, payment.cents, processor,
-                            payment.requested_at_ms))
+            records.append(
+                (
+                    J_ATTEMPT,
+                    payment.correlation_id,
+                    payment.cents,
+                    processor,
+                    payment.requested_at_ms,
+                )
+            )
         return records
 
     def flush_journal(self) -> None:
@@ -269,12 +287,19 @@ class Dispatcher:
         launches: list[tuple[Payment, Processor, int, bytes]] = []
         for p in self.processors:
             queue = self.pinned[p.index]
-            while queue and budget and self.in_flight < config.max_in_flight and (
-                    p.ok or may_probe(p, now, config)):
+            while (
+                queue
+                and budget
+                and self.in_flight < config.max_in_flight
+                and (p.ok or may_probe(p, now, config))
+            ):
                 payment = queue.popleft()
                 settle_after = config.settle_after_ms
-                if (not p.ok and now - payment.requested_at_ms >= settle_after
-                        and now - payment.checked_ms >= settle_after):
+                if (
+                    not p.ok
+                    and now - payment.requested_at_ms >= settle_after
+                    and now - payment.checked_ms >= settle_after
+                ):
                     self._launch_settle(payment, p, now)
                 else:
                     launches.append(self._prepare(payment, p, now))
@@ -304,12 +329,14 @@ class Dispatcher:
             self._wake()  # more to do: next tick, after the clients' I/O
         elif self.in_flight < config.max_in_flight:
             # held: look again after the earliest back-off (a finished call also wakes us)
-            soonest = min(max(p.next_probe_ms, p.last_probe_ms + config.retry_max_ms)
-                          for p in self.processors)
+            soonest = min(
+                max(p.next_probe_ms, p.last_probe_ms + config.retry_max_ms) for p in self.processors
+            )
             self._wake(max(soonest - now, config.retry_min_ms) / 1000)
 
-    def _prepare(self, payment: Payment, p: Processor,
-                 now: int) -> tuple[Payment, Processor, int, bytes]:
+    def _prepare(
+        self, payment: Payment, p: Processor, now: int
+    ) -> tuple[Payment, Processor, int, bytes]:
         """Count one attempt as out and journal it (buffered); `_send` sends it."""
         if not p.ok:
             p.last_probe_ms = now
@@ -326,8 +353,11 @@ class Dispatcher:
 
     def _send(self, payment: Payment, p: Processor, requested_at: int, body: bytes) -> None:
         """Send one prepared attempt; `_attempt_done` gets its outcome."""
-        p.pool.send(p.payment_request(body), self._timeout_s,
-                    partial(self._attempt_done, payment, p, requested_at, body))
+        p.pool.send(
+            p.payment_request(body),
+            self._timeout_s,
+            partial(self._attempt_done, payment, p, requested_at, body),
+        )
 
     def _launch_settle(self, payment: Payment, p: Processor, now: int) -> None:
         p.in_flight += 1
@@ -338,8 +368,16 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ one call
-    def _attempt_done(self, payment: Payment, p: Processor, requested_at: int, body: bytes,
-                      status: int, _answer: bytes, error: ConnectionError | None) -> None:
+    def _attempt_done(
+        self,
+        payment: Payment,
+        p: Processor,
+        requested_at: int,
+        body: bytes,
+        status: int,
+        _answer: bytes,
+        error: ConnectionError | None,
+    ) -> None:
         started = p.call_starts.pop(payment)  # epoch ms sent
         p.in_flight -= 1
         now = now_ms()
@@ -370,8 +408,12 @@ class Dispatcher:
             self.dropped += 1
             journal.finished(payment.correlation_id, payment.cents)
             self._unpin(payment)
-            log.error("processor %s refused payment %s for good with HTTP %d",
-                      p.name, payment.correlation_id, status)
+            log.error(
+                "processor %s refused payment %s for good with HTTP %d",
+                p.name,
+                payment.correlation_id,
+                status,
+            )
         if self.backlog:  # something waits for this call's slot or evidence: pump next tick
             self._wake()
 
@@ -388,13 +430,18 @@ class Dispatcher:
             self._lookups.discard(payment)
         if status == 200:
             self.ledgers[p.index].add(payment.requested_at_ms, payment.cents)
-            self.journal.stored(payment.correlation_id, payment.cents, p.index,
-                                payment.requested_at_ms)
+            self.journal.stored(
+                payment.correlation_id, payment.cents, p.index, payment.requested_at_ms
+            )
             self._unpin(payment)
             p.processed += 1
             self.settled += 1
-            log.info("settled payment %s: stored by %s at %d", payment.correlation_id,
-                     p.name, payment.requested_at_ms)
+            log.info(
+                "settled payment %s: stored by %s at %d",
+                payment.correlation_id,
+                p.name,
+                payment.requested_at_ms,
+            )
         elif status == 404:  # not yet, or never: it stays pinned and waits for its processor
             self._requeue(payment)
         else:

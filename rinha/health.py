@@ -43,8 +43,13 @@ async def poll_once(p: Processor, timeout_s: float = 2.0) -> tuple[bool, int] | 
         return None
 
 
-async def run_poller(processors: tuple[Processor, ...], cluster: Cluster, instance_id: int,
-                     cluster_size: int, interval_ms: int) -> None:
+async def run_poller(
+    processors: tuple[Processor, ...],
+    cluster: Cluster,
+    instance_id: int,
+    cluster_size: int,
+    interval_ms: int,
+) -> None:
     """Forever: in each of our slots, poll every processor once and share the result."""
     interval_s = interval_ms / 1000
     while True:

@@ -52,11 +52,14 @@ class Address:
         return f"unix:{self.unix_path}" if self.unix_path else f"http://{self.host}:{self.port}"
 
 
-def build_request(method: str, path: str, address: Address, body: bytes = b"",
-                  headers: str = "") -> bytes:
+def build_request(
+    method: str, path: str, address: Address, body: bytes = b"", headers: str = ""
+) -> bytes:
     """Request bytes; `headers` are extra `Name: value\\r\\n` lines."""
-    head = (f"{method} {path} HTTP/1.1\r\nHost: {address.host_header}\r\n{headers}"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {address.host_header}\r\n{headers}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -68,8 +71,17 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time; the answer, or the failure,
     goes to that request's `done` callback, and the connection back to its pool."""
 
-    __slots__ = ("pool", "loop", "transport", "parser", "done", "deadline", "body", "closed",
-                 "idle_since")
+    __slots__ = (
+        "pool",
+        "loop",
+        "transport",
+        "parser",
+        "done",
+        "deadline",
+        "body",
+        "closed",
+        "idle_since",
+    )
 
     def __init__(self, pool: HttpPool) -> None:
         self.pool: HttpPool | None = pool
@@ -168,8 +180,13 @@ class HttpPool:
     (the dispatcher bounds their calls in flight) and keep the shortest path.
     """
 
-    def __init__(self, address: Address | str, max_connections: int = 0,
-                 idle_close_s: float = 0.0, max_waiting: int | None = None) -> None:
+    def __init__(
+        self,
+        address: Address | str,
+        max_connections: int = 0,
+        idle_close_s: float = 0.0,
+        max_waiting: int | None = None,
+    ) -> None:
         self.address = Address.parse(address) if isinstance(address, str) else address
         if max_connections < 0 or idle_close_s < 0:
             raise ValueError("max_connections and idle_close_s must not be negative")
@@ -217,7 +234,8 @@ class HttpPool:
 
     def _connect(self, data: bytes, timeout_s: float, done: Done, deadline: float) -> None:
         task = asyncio.get_running_loop().create_task(
-            self._connect_and_send(data, timeout_s, done, deadline))
+            self._connect_and_send(data, timeout_s, done, deadline)
+        )
         self._connecting.add(task)
         task.add_done_callback(self._connected)
 
@@ -226,8 +244,9 @@ class HttpPool:
         if self._waiting:  # a connect that failed frees its place for the next in line
             self._serve_waiting()
 
-    async def _connect_and_send(self, data: bytes, timeout_s: float, done: Done,
-                                deadline: float) -> None:
+    async def _connect_and_send(
+        self, data: bytes, timeout_s: float, done: Done, deadline: float
+    ) -> None:
         """Connect, then send. deadline 0: connecting may take timeout_s, and the answer
         timeout_s more; else (a request that waited) both must be done by deadline."""
         loop = asyncio.get_running_loop()
@@ -235,14 +254,15 @@ class HttpPool:
             done(0, b"", ConnectFailed(f"no connection to {self.address} free in time"))
             return
         try:
-            async with (asyncio.timeout_at(deadline) if deadline
-                        else asyncio.timeout(timeout_s)):
+            async with asyncio.timeout_at(deadline) if deadline else asyncio.timeout(timeout_s):
                 if self.address.unix_path:
                     _, conn = await loop.create_unix_connection(
-                        lambda: _Connection(self), self.address.unix_path)
+                        lambda: _Connection(self), self.address.unix_path
+                    )
                 else:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(self), self.address.host or "", self.address.port or 0)
+                        lambda: _Connection(self), self.address.host or "", self.address.port or 0
+                    )
         except (OSError, TimeoutError) as exc:
             done(0, b"", ConnectFailed(f"cannot connect to {self.address}: {exc!r}"))
             return
@@ -269,8 +289,12 @@ class HttpPool:
         loop = asyncio.get_running_loop()
         if len(self._waiting) >= self.max_waiting:
             # bounded memory under a flood; failed on the next loop turn, never within send()
-            loop.call_soon(done, 0, b"", ConnectFailed(
-                f"too many requests waiting for a connection to {self.address}"))
+            loop.call_soon(
+                done,
+                0,
+                b"",
+                ConnectFailed(f"too many requests waiting for a connection to {self.address}"),
+            )
             return
         deadline = loop.time() + timeout_s
         self._waiting.append((data, deadline, done))
@@ -296,8 +320,9 @@ class HttpPool:
                 conn.send(data, deadline - now, done)
                 return True
             # past its deadline, the sweep not yet run: never sent, so ConnectFailed
-            loop.call_soon(done, 0, b"", ConnectFailed(
-                f"no connection to {self.address} free in time"))
+            loop.call_soon(
+                done, 0, b"", ConnectFailed(f"no connection to {self.address} free in time")
+            )
         return False
 
     def release(self, conn: _Connection) -> None:

@@ -28,12 +28,30 @@ class Processor:
     """
 
     __slots__ = (
-        "index", "name", "pool", "payments_request_head", "health_request",
-        "failing", "unusable_since_ms", "latency_ms", "last_outcome_ms",
-        "health_failing", "health_min_ms", "health_at_ms",
-        "in_flight", "call_starts", "next_probe_ms", "backoff_ms", "processed", "ok",
-        "evidence_sent_ms", "bad_sent_ms", "ok_since_ms", "last_probe_ms",
-        "logged_ms", "changes_unlogged",
+        "index",
+        "name",
+        "pool",
+        "payments_request_head",
+        "health_request",
+        "failing",
+        "unusable_since_ms",
+        "latency_ms",
+        "last_outcome_ms",
+        "health_failing",
+        "health_min_ms",
+        "health_at_ms",
+        "in_flight",
+        "call_starts",
+        "next_probe_ms",
+        "backoff_ms",
+        "processed",
+        "ok",
+        "evidence_sent_ms",
+        "bad_sent_ms",
+        "ok_since_ms",
+        "last_probe_ms",
+        "logged_ms",
+        "changes_unlogged",
     )
 
     def __init__(self, index: int, url: str) -> None:
@@ -119,24 +137,36 @@ class Processor:
         if now - self.logged_ms < STATE_LOG_EVERY_MS:
             self.changes_unlogged += 1
             return
-        since = (f" ({self.changes_unlogged} changes not logged since the last line)"
-                 if self.changes_unlogged else "")
+        since = (
+            f" ({self.changes_unlogged} changes not logged since the last line)"
+            if self.changes_unlogged
+            else ""
+        )
         self.logged_ms = now
         self.changes_unlogged = 0
         if ok:
-            log.info("processor %s usable again: latency %.0f ms%s", self.name,
-                     self.effective_latency_ms(now), since)
+            log.info(
+                "processor %s usable again: latency %.0f ms%s",
+                self.name,
+                self.effective_latency_ms(now),
+                since,
+            )
         elif self.is_failing(now):
             log.warning("processor %s unusable: failing%s", self.name, since)
         else:
-            log.warning("processor %s unusable: too slow (%.0f ms per call)%s", self.name,
-                        self.effective_latency_ms(now), since)
+            log.warning(
+                "processor %s unusable: too slow (%.0f ms per call)%s",
+                self.name,
+                self.effective_latency_ms(now),
+                since,
+            )
 
     def unusable_for_ms(self, now: int) -> int:
         return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms
 
-    def observe(self, now: int, sent_ms: int, ok: bool, slow_ms: int, min_backoff: int,
-                max_backoff: int) -> None:
+    def observe(
+        self, now: int, sent_ms: int, ok: bool, slow_ms: int, min_backoff: int, max_backoff: int
+    ) -> None:
         """A real outcome of a call sent at `sent_ms`: an answer (ok = stored or settled)
         or a failure. Newest evidence wins: the answer to a call sent before the one that
         set the current state says nothing new (a stale 500 must not undo a recovery)."""

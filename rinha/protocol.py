@@ -112,17 +112,37 @@ def _watch_for(loop: asyncio.AbstractEventLoop) -> _Watch:
 
 def _method_not_allowed(methods: dict[bytes, Any]) -> bytes:
     """A 405 for a path missing from the listener's prebuilt table."""
-    return error(405, "method not allowed",
-                 extra=f"Allow: {', '.join(m.decode() for m in methods)}\r\n")
+    return error(
+        405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in methods)}\r\n"
+    )
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("app", "routes", "not_allowed", "transport", "parser", "url", "body",
-                 "header_bytes", "body_bytes", "pending", "closing", "watch",
-                 "started", "idle_since", "closing_since", "token")
+    __slots__ = (
+        "app",
+        "routes",
+        "not_allowed",
+        "transport",
+        "parser",
+        "url",
+        "body",
+        "header_bytes",
+        "body_bytes",
+        "pending",
+        "closing",
+        "watch",
+        "started",
+        "idle_since",
+        "closing_since",
+        "token",
+    )
 
-    def __init__(self, app: App, routes: Routes = ROUTES,
-                 not_allowed: dict[bytes, bytes] = METHOD_NOT_ALLOWED) -> None:
+    def __init__(
+        self,
+        app: App,
+        routes: Routes = ROUTES,
+        not_allowed: dict[bytes, bytes] = METHOD_NOT_ALLOWED,
+    ) -> None:
         """`routes`: path -> {method: handler} of this listener; `not_allowed`: path -> its
         prebuilt 405 answer."""
         self.app = app
@@ -163,8 +183,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._final(error(400, "protocol upgrades are not supported"))
         except httptools.HttpParserError:
-            self._final(HEADERS_TOO_LARGE if self.header_bytes > MAX_HEADER_BYTES
-                            else BAD_REQUEST)
+            self._final(HEADERS_TOO_LARGE if self.header_bytes > MAX_HEADER_BYTES else BAD_REQUEST)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -199,17 +218,23 @@ class HttpProtocol(asyncio.Protocol):
             # open; it gets the header timeout to take it, then the connection is aborted
             if not self.closing_since:
                 self.closing_since = now
-            elif (config.header_timeout_ms
-                  and now - self.closing_since >= config.header_timeout_ms / 1000):
+            elif (
+                config.header_timeout_ms
+                and now - self.closing_since >= config.header_timeout_ms / 1000
+            ):
                 self.transport.abort()
             return
         if self.started:
-            if (config.header_timeout_ms
-                    and now - self.started >= config.header_timeout_ms / 1000 + slack):
+            if (
+                config.header_timeout_ms
+                and now - self.started >= config.header_timeout_ms / 1000 + slack
+            ):
                 self._final(REQUEST_TIMEOUT)
         elif not self.pending:  # a deferred answer still due is not idle
-            if (config.idle_timeout_ms
-                    and now - self.idle_since >= config.idle_timeout_ms / 1000 + slack):
+            if (
+                config.idle_timeout_ms
+                and now - self.idle_since >= config.idle_timeout_ms / 1000 + slack
+            ):
                 self._close()
 
     # ---------------------------------------------------------------- httptools
@@ -252,7 +277,7 @@ class HttpProtocol(asyncio.Protocol):
         query = b""
         mark = url.find(b"?")
         if mark >= 0:
-            url, query = url[:mark], url[mark + 1:]
+            url, query = url[:mark], url[mark + 1 :]
         methods = self.routes.get(url)
         if methods is None:
             answer: Any = NOT_FOUND

@@ -60,8 +60,9 @@ class Recovered:
         return len(self.payments) - self.queued
 
 
-def replay(records: list[tuple[int, str, int, int, int]], ids: Any,
-           ledgers: tuple[Any, Any]) -> Recovered:
+def replay(
+    records: list[tuple[int, str, int, int, int]], ids: Any, ledgers: tuple[Any, Any]
+) -> Recovered:
     """Fold the journal's records (kind, id, cents, processor, ms) into what is still to do;
     STORED records are added to `ledgers` (Journal.replay has loaded the snapshot already).
     `ids` is the shared id table (rinha.fast.SharedIdSet)."""

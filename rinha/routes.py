@@ -19,18 +19,29 @@ log = logging.getLogger("rinha.routes")
 Response = bytes | Awaitable[bytes]
 Handler = Callable[[App, bytes, bytes], Response]  # (app, query, body) -> response
 
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
-            404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-            409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Content",
-            431: "Request Header Fields Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 MIN_MS = -(2**62)  # unbounded summary range, epoch ms
 MAX_MS = 2**62
 
 
-def response(status: int, body: bytes = b"", content_type: str = "application/json",
-             extra: str = "") -> bytes:
+def response(
+    status: int, body: bytes = b"", content_type: str = "application/json", extra: str = ""
+) -> bytes:
     head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
     if body:
         head += f"Content-Type: {content_type}\r\n"
@@ -44,12 +55,17 @@ def error(status: int, message: str, extra: str = "") -> bytes:
 ACCEPTED = response(202)  # prebuilt: the hot path writes these bytes and nothing else
 DUPLICATE = error(409, "duplicate correlationId: this payment was already accepted")
 AMOUNT_MISMATCH = error(422, "correlationId already used for a different amount")
-BACKLOG_FULL = error(503, "too many payments waiting for a processor: retry later",
-                     extra="Retry-After: 1\r\n")
-IDS_FULL = error(503, "the id table is full (RINHA_MAX_IDS): purge or raise the limit",
-                 extra="Retry-After: 60\r\n")
-JOURNAL_FAILED = error(503, "the payment could not be journaled: retry later",
-                       extra="Retry-After: 1\r\n")
+BACKLOG_FULL = error(
+    503, "too many payments waiting for a processor: retry later", extra="Retry-After: 1\r\n"
+)
+IDS_FULL = error(
+    503,
+    "the id table is full (RINHA_MAX_IDS): purge or raise the limit",
+    extra="Retry-After: 60\r\n",
+)
+JOURNAL_FAILED = error(
+    503, "the payment could not be journaled: retry later", extra="Retry-After: 1\r\n"
+)
 UNAUTHORIZED = error(401, "missing or wrong X-Rinha-Token")
 OK_EMPTY = response(200, b'{"message":"ok"}')
 NOT_FOUND = error(404, "not found")
@@ -109,9 +125,12 @@ def money(cents: int) -> bytes:
 
 
 def _summary_json(counts: tuple[int, int, int, int]) -> bytes:
-    return response(200, b'{"default":{"totalRequests":%d,"totalAmount":%s},'
-                         b'"fallback":{"totalRequests":%d,"totalAmount":%s}}'
-                    % (counts[0], money(counts[1]), counts[2], money(counts[3])))
+    return response(
+        200,
+        b'{"default":{"totalRequests":%d,"totalAmount":%s},'
+        b'"fallback":{"totalRequests":%d,"totalAmount":%s}}'
+        % (counts[0], money(counts[1]), counts[2], money(counts[3])),
+    )
 
 
 def get_summary(app: App, query: bytes, body: bytes) -> Response:
@@ -125,15 +144,17 @@ def get_summary(app: App, query: bytes, body: bytes) -> Response:
     return _cluster_summary(app, local, from_ms, to_ms)
 
 
-async def _cluster_summary(app: App, local: tuple[int, int, int, int], from_ms: int,
-                           to_ms: int) -> bytes:
+async def _cluster_summary(
+    app: App, local: tuple[int, int, int, int], from_ms: int, to_ms: int
+) -> bytes:
     try:
         peers = await app.cluster.peer_counts(from_ms, to_ms)
     except PeerError as exc:
         log.warning("summary unavailable: %s", exc)
         return error(503, f"summary unavailable: {exc}")
-    return _summary_json((local[0] + peers[0], local[1] + peers[1],
-                          local[2] + peers[2], local[3] + peers[3]))
+    return _summary_json(
+        (local[0] + peers[0], local[1] + peers[1], local[2] + peers[2], local[3] + peers[3])
+    )
 
 
 def post_purge(app: App, query: bytes, body: bytes) -> Response:
@@ -210,13 +231,26 @@ INTERNAL_ROUTES: Routes = {
 
 def not_allowed(routes: Routes) -> dict[bytes, bytes]:
     """The 405 answer of each path, with its Allow header."""
-    return {path: error(405, "method not allowed",
-                        extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n")
-            for path, h in routes.items()}
+    return {
+        path: error(
+            405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n"
+        )
+        for path, h in routes.items()
+    }
 
 
 METHOD_NOT_ALLOWED = not_allowed(ROUTES)
 INTERNAL_METHOD_NOT_ALLOWED = not_allowed(INTERNAL_ROUTES)
 
-__all__ = ["ROUTES", "INTERNAL_ROUTES", "TOKEN_REQUIRED", "METHOD_NOT_ALLOWED",
-           "INTERNAL_METHOD_NOT_ALLOWED", "NOT_FOUND", "ACCEPTED", "response", "error", "money"]
+__all__ = [
+    "ROUTES",
+    "INTERNAL_ROUTES",
+    "TOKEN_REQUIRED",
+    "METHOD_NOT_ALLOWED",
+    "INTERNAL_METHOD_NOT_ALLOWED",
+    "NOT_FOUND",
+    "ACCEPTED",
+    "response",
+    "error",
+    "money",
+]

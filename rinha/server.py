@@ -15,11 +15,15 @@ from .config import SETTINGS, Config, help_table
 
 log = logging.getLogger("rinha.server")
 
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
-        "serve", help="run one service instance",
+        "serve",
+        help="run one service instance",
         description="Run one rinha instance. All settings come from the environment.",
-        epilog=help_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=help_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.set_defaults(handler=run)
 
 
@@ -29,8 +33,13 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         import orjson
 
-        entry = {"time": self.formatTime(record), "level": record.levelname,
-                 "logger": record.name, "pid": record.process, "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
@@ -38,13 +47,17 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s")
+    )
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
-async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol],
-                 mode: int = 0o660) -> asyncio.Server:
+async def listen(
+    bind: str, protocol_factory: Callable[[], asyncio.Protocol], mode: int = 0o660
+) -> asyncio.Server:
     """Serve `protocol_factory` on RINHA_BIND's address: `unix:/path.sock` (file mode `mode`)
     or `host:port`. Shared with the bench's no-op stand-in (rinha.bench.noop), so that the
     floor it measures listens exactly as an instance does."""
@@ -63,8 +76,9 @@ async def listen(bind: str, protocol_factory: Callable[[], asyncio.Protocol],
         os.chmod(path, mode)
         return server
     host, _, port = bind.rpartition(":")
-    return await loop.create_server(protocol_factory, host or None, int(port), backlog=4096,
-                                    reuse_address=True)
+    return await loop.create_server(
+        protocol_factory, host or None, int(port), backlog=4096, reuse_address=True
+    )
 
 
 async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-def]
@@ -82,15 +96,24 @@ async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-de
     loop = asyncio.get_running_loop()
     internal = await listen(
         config.internal_address,
-        lambda: HttpProtocol(app, INTERNAL_ROUTES, INTERNAL_METHOD_NOT_ALLOWED), mode=0o600)
+        lambda: HttpProtocol(app, INTERNAL_ROUTES, INTERNAL_METHOD_NOT_ALLOWED),
+        mode=0o600,
+    )
     public = await listen(config.bind, lambda: HttpProtocol(app), mode=int(config.socket_mode, 8))
     servers = (public, internal)
     if app.dispatcher.backlog:
         app.dispatcher.wake()
     tasks = [
         loop.create_task(say_if_unreachable(app.processors)),
-        loop.create_task(run_poller(app.processors, app.cluster, config.instance_id,
-                                    config.cluster_size, config.health_interval_ms)),
+        loop.create_task(
+            run_poller(
+                app.processors,
+                app.cluster,
+                config.instance_id,
+                config.cluster_size,
+                config.health_interval_ms,
+            )
+        ),
         loop.create_task(app.watch_loop_lag()),
     ]
     return app, servers, tasks
@@ -138,10 +161,15 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    log.info("config %s", " ".join(f"{env}={getattr(config, name)!r}"
-                                   for name, env, _, _ in SETTINGS
-                                   if name != "admin_token") +
-             f" RINHA_ADMIN_TOKEN={'(set)' if config.admin_token else '(unset)'}")
+    log.info(
+        "config %s",
+        " ".join(
+            f"{env}={getattr(config, name)!r}"
+            for name, env, _, _ in SETTINGS
+            if name != "admin_token"
+        )
+        + f" RINHA_ADMIN_TOKEN={'(set)' if config.admin_token else '(unset)'}",
+    )
     try:
         app, servers, tasks = await start(config)
     except OSError as exc:  # a busy port, a path we may not use, an unreadable journal
@@ -155,18 +183,34 @@ async def serve(config: Config) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    log.info("listening bind=%s internal=%s implementation=%s peers=%d instance_id=%d "
-             "default=%s fallback=%s journal=%s fsync=%s", config.bind, config.internal_address,
-             app.fast.IMPLEMENTATION, len(config.peers), config.instance_id, config.default_url,
-             config.fallback_url, config.journal_path, config.journal_fsync)
+    log.info(
+        "listening bind=%s internal=%s implementation=%s peers=%d instance_id=%d "
+        "default=%s fallback=%s journal=%s fsync=%s",
+        config.bind,
+        config.internal_address,
+        app.fast.IMPLEMENTATION,
+        len(config.peers),
+        config.instance_id,
+        config.default_url,
+        config.fallback_url,
+        config.journal_path,
+        config.journal_fsync,
+    )
     await stopping.wait()
     log.info("stopping: backlog=%d in_flight=%d", app.dispatcher.backlog, app.dispatcher.in_flight)
     left = await stop(app, servers, tasks)
     if left:
-        log.warning("stopped with %d payments not settled: they stay in the journal %s for "
-                    "the next start", left, config.journal_path)
-    log.info("stopped accepted=%d processed_default=%d processed_fallback=%d", app.accepted,
-             app.processors[0].processed, app.processors[1].processed)
+        log.warning(
+            "stopped with %d payments not settled: they stay in the journal %s for the next start",
+            left,
+            config.journal_path,
+        )
+    log.info(
+        "stopped accepted=%d processed_default=%d processed_fallback=%d",
+        app.accepted,
+        app.processors[0].processed,
+        app.processors[1].processed,
+    )
     return 0
 
 

@@ -162,11 +162,28 @@ class Backoff:
 
 
 class _Child:
-    __slots__ = ("name", "kind", "proc", "log", "cmd", "env", "started", "backoff", "due",
-                 "restarts")
+    __slots__ = (
+        "name",
+        "kind",
+        "proc",
+        "log",
+        "cmd",
+        "env",
+        "started",
+        "backoff",
+        "due",
+        "restarts",
+    )
 
-    def __init__(self, name: str, kind: str, proc: subprocess.Popen[bytes], log: Any,
-                 cmd: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        proc: subprocess.Popen[bytes],
+        log: Any,
+        cmd: list[str],
+        env: dict[str, str],
+    ) -> None:
         self.name = name  # "default", "api1", "nginx", …
         self.kind = kind  # "processor" | "instance" | "nginx"
         self.proc = proc
@@ -425,8 +442,17 @@ class Stack:
                 pport = pport or free_port()
                 if _port_in_use("127.0.0.1", pport):
                     raise StackError(f"port 127.0.0.1:{pport} for the {name} processor is in use")
-                cmd = [cfg.python, "-P", "-m", "rinha", "processor", "--port", str(pport),
-                       "--fee", fee]
+                cmd = [
+                    cfg.python,
+                    "-P",
+                    "-m",
+                    "rinha",
+                    "processor",
+                    "--port",
+                    str(pport),
+                    "--fee",
+                    fee,
+                ]
                 child = self._spawn(name, "processor", cmd, dict(os.environ))
                 processor_pids.append(child.proc.pid)
                 urls.append(f"http://127.0.0.1:{pport}")

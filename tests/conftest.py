@@ -23,8 +23,11 @@ def pytest_asyncio_loop_factories(config, item):
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--run-soak", action="store_true",
-                     help="also run the long fault scenarios (make test-faults)")
+    parser.addoption(
+        "--run-soak",
+        action="store_true",
+        help="also run the long fault scenarios (make test-faults)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

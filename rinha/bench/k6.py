@@ -294,8 +294,10 @@ def parse_log(lines: Iterable[str]) -> dict[str, list[Any]]:
             if msg.startswith("P "):
                 fields = msg.split()  # "P", then (start, ms, status) per payment
                 try:
-                    triples = [(float(fields[i]), float(fields[i + 1]), int(fields[i + 2]))
-                               for i in range(1, len(fields) - 2, 3)]
+                    triples = [
+                        (float(fields[i]), float(fields[i + 1]), int(fields[i + 2]))
+                        for i in range(1, len(fields) - 2, 3)
+                    ]
                 except ValueError:
                     continue
                 if len(fields) % 3 == 1:

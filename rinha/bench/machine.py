@@ -36,8 +36,9 @@ def steal_share(before: Jiffies | None, after: Jiffies | None) -> float | None:
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
-def steal_per_bucket(readings: list[tuple[float, Jiffies]], t0: float, bucket_s: float,
-                     n: int) -> list[float | None]:
+def steal_per_bucket(
+    readings: list[tuple[float, Jiffies]], t0: float, bucket_s: float, n: int
+) -> list[float | None]:
     """Steal share per bucket of `bucket_s` from t0 (epoch s), from timed readings (epoch s,
     jiffies): each interval between two readings counts in the bucket of the later one."""
     steal = [0] * n

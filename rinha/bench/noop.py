@@ -19,10 +19,14 @@ import uvloop
 from rinha.server import listen
 
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
-_SUMMARY = (b'{"default":{"totalRequests":0,"totalAmount":0},'
-            b'"fallback":{"totalRequests":0,"totalAmount":0}}')
-EMPTY_SUMMARY = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(_SUMMARY), _SUMMARY))
+_SUMMARY = (
+    b'{"default":{"totalRequests":0,"totalAmount":0},'
+    b'"fallback":{"totalRequests":0,"totalAmount":0}}'
+)
+EMPTY_SUMMARY = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_SUMMARY), _SUMMARY)
+)
 
 
 class NoopProtocol(asyncio.Protocol):

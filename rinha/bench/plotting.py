@@ -95,8 +95,14 @@ def plot(result: dict[str, Any], samples: list[Sample], path: Path) -> Path:
     pts = [(x, 100 * y) for x, y in zip(bx, steal[:n], strict=False) if y is not None]
     if pts:
         ax_steal = ax_lat.twinx()
-        ax_steal.fill_between(*zip(*pts, strict=True), step="mid", color="tab:red", alpha=0.15,
-                              lw=0, label="host steal")
+        ax_steal.fill_between(
+            *zip(*pts, strict=True),
+            step="mid",
+            color="tab:red",
+            alpha=0.15,
+            lw=0,
+            label="host steal",
+        )
         ax_steal.set_ylim(0, max(10.0, max(y for _, y in pts) * 1.1))
         ax_steal.set_ylabel("steal (% of CPU time, shaded)", color="tab:red")
 

@@ -104,8 +104,11 @@ class _Run:
                 nginx += usage[0] - start
         if not instances:
             return None
-        return (f"backend CPU by process: nginx {nginx:.1f} s, instances "
-                + " + ".join(f"{c:.1f}" for c in instances) + " s")
+        return (
+            f"backend CPU by process: nginx {nginx:.1f} s, instances "
+            + " + ".join(f"{c:.1f}" for c in instances)
+            + " s"
+        )
 
     # -- the backend ---------------------------------------------------------------------
 
@@ -502,8 +505,10 @@ def report_text(result: dict[str, Any]) -> str:
         lines.append(f"  OOM KILLS    {b['oom_kills']}")
     steal = result.get("machine", {}).get("steal_share")
     if steal is not None:
-        lines.append(f"machine        steal {_pct(steal)} of CPU time (other guests on the host;"
-                     " compare p99 only between runs of similar steal)")
+        lines.append(
+            f"machine        steal {_pct(steal)} of CPU time (other guests on the host;"
+            " compare p99 only between runs of similar steal)"
+        )
     for err in result.get("k6_errors", [])[:3]:
         lines.append(f"k6 {err['level']:<11} {err['msg'][:300]}")
     for note in result["notes"]:
@@ -576,10 +581,14 @@ def run(args: argparse.Namespace) -> int:
     payments = log.pop("payments", [])
     measured = k6.parse_summary(json.loads(summary_path.read_text()), config, payments)
     steal_series = steal_per_bucket(
-        run_.sampler.machine if run_.sampler else [], (measured.t0_ms or 0) / 1000,
-        measured.bucket_s, len(measured.accepted_per_bucket))
-    result = build_result(config, measured, log, run_.usage, run_.notes, load.schedule, steal,
-                          steal_series)
+        run_.sampler.machine if run_.sampler else [],
+        (measured.t0_ms or 0) / 1000,
+        measured.bucket_s,
+        len(measured.accepted_per_bucket),
+    )
+    result = build_result(
+        config, measured, log, run_.usage, run_.notes, load.schedule, steal, steal_series
+    )
     samples = run_.sampler.samples if run_.sampler else []
     (out / "samples.json").write_text(
         json.dumps([{"t": s.t, "instance": s.instance, "values": s.values} for s in samples])
@@ -597,7 +606,9 @@ def run(args: argparse.Namespace) -> int:
             _say(f"no plot ({exc}): pip install '.[bench]'")
     print(f"results        {out}")
     if measured.unlogged:
-        _say(f"{measured.unlogged} payments are missing from k6's log: the counts, lag and "
-             "score above are not valid")
+        _say(
+            f"{measured.unlogged} payments are missing from k6's log: the counts, lag and "
+            "score above are not valid"
+        )
         return 1
     return 0 if code in (0, 99) else 1

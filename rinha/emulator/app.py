@@ -223,8 +223,9 @@ class _Handler:
         )
         return _json(body.encode())
 
-    async def _config_value(self, request: web.BaseRequest, key: str,
-                            valid: Callable[[Any], bool], message: str) -> Any:
+    async def _config_value(
+        self, request: web.BaseRequest, key: str, valid: Callable[[Any], bool], message: str
+    ) -> Any:
         """The valid value of `key` in a JSON object body, or the error response to send."""
         if not _is_json(request):
             return _status(415)
@@ -239,8 +240,9 @@ class _Handler:
         return obj[key]
 
     async def _set_token(self, request: web.BaseRequest) -> web.StreamResponse:
-        token = await self._config_value(request, "token", lambda v: isinstance(v, str),
-                                         "token must be a string")
+        token = await self._config_value(
+            request, "token", lambda v: isinstance(v, str), "token must be a string"
+        )
         if isinstance(token, web.StreamResponse):
             return token
         self.state.token = token
@@ -248,17 +250,20 @@ class _Handler:
 
     async def _set_delay(self, request: web.BaseRequest) -> web.StreamResponse:
         delay = await self._config_value(
-            request, "delay",
+            request,
+            "delay",
             lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-            "delay must be a non-negative integer (ms)")
+            "delay must be a non-negative integer (ms)",
+        )
         if isinstance(delay, web.StreamResponse):
             return delay
         was, self.state.delay_ms = self.state.delay_ms, delay
         return _json(orjson.dumps({"config": "delay", "was": was, "is": delay}))
 
     async def _set_failure(self, request: web.BaseRequest) -> web.StreamResponse:
-        failure = await self._config_value(request, "failure", lambda v: isinstance(v, bool),
-                                           "failure must be a boolean")
+        failure = await self._config_value(
+            request, "failure", lambda v: isinstance(v, bool), "failure must be a boolean"
+        )
         if isinstance(failure, web.StreamResponse):
             return failure
         was, self.state.failure = self.state.failure, failure

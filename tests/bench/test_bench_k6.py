@@ -132,8 +132,11 @@ def test_parse_log() -> None:
         json.dumps({"level": "info", "msg": "P 1700000000124 1500 0", "source": "console"}),
         json.dumps({"level": "info", "msg": "P garbage", "source": "console"}),
         json.dumps(
-            {"level": "info", "msg": "P 1700000000200 0.5 202 1700000000300 0.7 409",
-             "source": "console"}
+            {
+                "level": "info",
+                "msg": "P 1700000000200 0.5 202 1700000000300 0.7 409",
+                "source": "console",
+            }
         ),
         json.dumps({"level": "info", "msg": "P 1700000000400 0.5 202 17", "source": "console"}),
         json.dumps({"level": "info", "msg": "P 1700000000500 x 202", "source": "console"}),

@@ -64,8 +64,10 @@ def test_cpu_split_names_nginx_and_each_instance() -> None:
 
     from rinha.bench.runner import _Run
 
-    spin = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n" \
-           "time.sleep(30)"
+    spin = (
+        "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"
+        "time.sleep(30)"
+    )
     # argv like `python -m rinha serve` (an instance) and like anything else (nginx's side)
     instance = subprocess.Popen([sys.executable, "-c", spin.format(s=0.3), "rinha", "serve"])
     other = subprocess.Popen([sys.executable, "-c", spin.format(s=0.1)])
@@ -99,8 +101,13 @@ def test_steal_share_from_proc_stat_lines() -> None:
 
 
 def test_steal_per_bucket_puts_each_interval_in_the_bucket_of_its_later_reading() -> None:
-    readings = [(99.9, (0, 0)), (100.4, (5, 100)), (100.9, (5, 200)), (101.4, (45, 300)),
-                (104.0, (45, 300))]  # the last: no CPU time passed (a stalled clock)
+    readings = [
+        (99.9, (0, 0)),
+        (100.4, (5, 100)),
+        (100.9, (5, 200)),
+        (101.4, (45, 300)),
+        (104.0, (45, 300)),
+    ]  # the last: no CPU time passed (a stalled clock)
     shares = steal_per_bucket(readings, t0=100.0, bucket_s=1.0, n=3)
     # bucket 0: (5 + 0) of (100 + 100); bucket 1: 40 of 100; bucket 2: nothing read
     assert shares == [0.025, 0.4, None]

@@ -23,8 +23,11 @@ def test_noop_answers_every_request_at_once_pipelined(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         reader, writer = await asyncio.open_unix_connection(path)
         body = b'{"correlationId":"x","amount":1}'
-        writer.write(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(body), body) + b"GET /payments-summary HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(
+            b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+            + b"GET /payments-summary HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         await writer.drain()
         want = len(noop.ACCEPTED) + len(noop.EMPTY_SUMMARY)
         got = b""
@@ -45,7 +48,13 @@ def test_noop_usage() -> None:
 
 
 def test_floor_needs_a_stack_of_its_own(tmp_path: Path) -> None:
-    args = argparse.Namespace(url="http://127.0.0.1:1", floor=True, default_url="d",
-                              fallback_url="f", metrics=None, pids=None)
+    args = argparse.Namespace(
+        url="http://127.0.0.1:1",
+        floor=True,
+        default_url="d",
+        fallback_url="f",
+        metrics=None,
+        pids=None,
+    )
     with pytest.raises(SystemExit, match="--floor"):
         _Run(args).start_stack(tmp_path)

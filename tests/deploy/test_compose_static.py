@@ -337,8 +337,11 @@ def in_docker_context(path: str, patterns: list[str]) -> bool:
 def test_the_docker_build_context_has_what_pip_install_needs() -> None:
     # the image is built by `pip install .` from this context: a file it reads that the
     # context leaves out fails the build (the data files did, once)
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = ["pyproject.toml", "setup.py", "README.md", "rinha/_fast.pyx", "rinha/_fast.pxd"]
     for files in project["tool"]["setuptools"].get("data-files", {}).values():
@@ -348,7 +351,6 @@ def test_the_docker_build_context_has_what_pip_install_needs() -> None:
         assert in_docker_context(path, patterns), f"{path} is left out by .dockerignore"
     for left_out in ("tests/conftest.py", "rinha/__pycache__/x.pyc", "rinha/_fast.c", "bench"):
         assert not in_docker_context(left_out, patterns), left_out
-
 
 
 def test_instances_map_one_id_table_on_a_shared_tmpfs_volume_big_enough(

@@ -19,8 +19,10 @@ import pytest
 
 from rinha.stack import NginxNotFound, find_nginx, free_port, render_nginx_conf
 
-SUMMARY = (b'{"default":{"totalRequests":0,"totalAmount":0},'
-           b'"fallback":{"totalRequests":0,"totalAmount":0}}')
+SUMMARY = (
+    b'{"default":{"totalRequests":0,"totalAmount":0},'
+    b'"fallback":{"totalRequests":0,"totalAmount":0}}'
+)
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -154,9 +154,17 @@ def test_run_and_data_dirs_reachable_by_others_are_refused(tmp_path) -> None:  #
             s.start()
         assert s.children == []
     made = tmp_path / "new" / "data"
-    s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
-                          default_url="http://127.0.0.1:1", fallback_url="http://127.0.0.1:2",
-                          python="/bin/false", data_dir=str(made)))
+    s = Stack(
+        StackConfig(
+            port=0,
+            nginx="/bin/false",
+            run_dir=str(tmp_path / "run"),
+            default_url="http://127.0.0.1:1",
+            fallback_url="http://127.0.0.1:2",
+            python="/bin/false",
+            data_dir=str(made),
+        )
+    )
     with pytest.raises(StackError):
         s.start()  # the instance (/bin/false) exits at once: the dirs were made before it
     assert made.stat().st_mode & 0o777 == 0o700
@@ -170,8 +178,9 @@ def test_data_dir_defaults() -> None:
 
 def test_too_long_socket_paths_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     deep = tmp_path / ("d" * 100)
-    s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
-                          data_dir=str(deep)))
+    s = Stack(
+        StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"), data_dir=str(deep))
+    )
     with pytest.raises(StackError, match="longer than 107 bytes"):
         s.start()
     assert s.children == []
@@ -185,8 +194,11 @@ def test_a_live_internal_socket_in_the_data_dir_is_refused(tmp_path) -> None:  #
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
         other.bind(str(path))
         other.listen()
-        s = Stack(StackConfig(port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"),
-                              data_dir=str(data)))
+        s = Stack(
+            StackConfig(
+                port=0, nginx="/bin/false", run_dir=str(tmp_path / "run"), data_dir=str(data)
+            )
+        )
         with pytest.raises(StackError, match="internal-1.sock is in use by another process"):
             s.start()
         assert path.exists()

@@ -15,8 +15,9 @@ SCRIPT = ROOT / "docker" / "submission.py"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_bundle_holds_what_the_contest_asks_and_no_source(tmp_path: Path) -> None:
@@ -24,8 +25,13 @@ def test_the_bundle_holds_what_the_contest_asks_and_no_source(tmp_path: Path) ->
     done = run("--image", "ghcr.io/someone/rinha:1.2.3", "--out", str(out))
     assert done.returncode == 0, done.stderr
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["README.md", "docker-compose.yml", "info.json",
-                     "nginx/docker-entrypoint.sh", "nginx/nginx.conf.template"]
+    assert files == [
+        "README.md",
+        "docker-compose.yml",
+        "info.json",
+        "nginx/docker-entrypoint.sh",
+        "nginx/nginx.conf.template",
+    ]
     compose = yaml.safe_load((out / "docker-compose.yml").read_text())
     assert all("build" not in s for s in compose["services"].values())
     assert not any(key.startswith("x-") for key in compose)

@@ -26,8 +26,6 @@ from rinha.emulator import start_processor
 TOKEN = {"X-Rinha-Token": "123"}
 
 
-
-
 class Instance:
     """One `rinha serve` process; `start()` again after it died reuses its data dir."""
 
@@ -43,12 +41,19 @@ class Instance:
     async def start(self, wait: bool = True) -> None:
         with open(self.log, "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "rinha", "serve", env={**os.environ, **self.env},
-                stdout=log, stderr=log)
+                sys.executable,
+                "-m",
+                "rinha",
+                "serve",
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=log,
+            )
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.UnixConnector(path=self.sock, limit=0),
-                timeout=aiohttp.ClientTimeout(total=10))
+                timeout=aiohttp.ClientTimeout(total=10),
+            )
         if wait:
             await self.wait_ready()
 
@@ -58,8 +63,9 @@ class Instance:
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
             if self.proc.returncode is not None:
-                raise AssertionError(f"api{self.index} exited {self.proc.returncode}: "
-                                     f"{self.log.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"api{self.index} exited {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 async with self.session.get("http://rinha/healthz") as r:  # type: ignore[union-attr]
                     if r.status == 200:
@@ -86,15 +92,18 @@ class Instance:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout_s)
 
-    async def post(self, correlation_id: str | None = None, amount: float | str = 19.90,
-                   ) -> tuple[int, str]:
+    async def post(
+        self,
+        correlation_id: str | None = None,
+        amount: float | str = 19.90,
+    ) -> tuple[int, str]:
         """(status, the id posted); status 0 when the connection failed."""
         correlation_id = correlation_id or str(uuid.uuid4())
         body = f'{{"correlationId":"{correlation_id}","amount":{amount}}}'
         try:
             async with self.session.post(  # type: ignore[union-attr]
-                    "http://rinha/payments", data=body,
-                    headers={"Content-Type": "application/json"}) as r:
+                "http://rinha/payments", data=body, headers={"Content-Type": "application/json"}
+            ) as r:
                 await r.read()
                 return r.status, correlation_id
         except aiohttp.ClientError:
@@ -131,8 +140,10 @@ class FaultCluster:
         self.client = aiohttp.ClientSession()
 
     async def start_processors(self) -> None:
-        self.processors = [await start_processor(fee=0.05, rate_limit_seconds=0.2),
-                           await start_processor(fee=0.15, rate_limit_seconds=0.2)]
+        self.processors = [
+            await start_processor(fee=0.05, rate_limit_seconds=0.2),
+            await start_processor(fee=0.15, rate_limit_seconds=0.2),
+        ]
 
     @property
     def default(self):  # type: ignore[no-untyped-def]
@@ -160,8 +171,13 @@ class FaultCluster:
         await asyncio.gather(*(instance.start() for instance in self.instances))
         return self.instances
 
-    async def configure(self, processor, *, delay: int | None = None,  # type: ignore[no-untyped-def]
-                        failure: bool | None = None) -> None:
+    async def configure(
+        self,
+        processor,
+        *,
+        delay: int | None = None,  # type: ignore[no-untyped-def]
+        failure: bool | None = None,
+    ) -> None:
         if delay is not None:
             processor.state.delay_ms = delay
         if failure is not None:
@@ -182,8 +198,11 @@ class FaultCluster:
 
     def charged(self, correlation_id: str) -> list[str]:
         """Where the processors stored this id: [], ["default"], ["fallback"] or both."""
-        return [name for name, p in (("default", self.default), ("fallback", self.fallback))
-                if p.state.store.get(correlation_id) is not None]
+        return [
+            name
+            for name, p in (("default", self.default), ("fallback", self.fallback))
+            if p.state.store.get(correlation_id) is not None
+        ]
 
     def assert_exactly_once(self, accepted: list[str]) -> None:
         """Every id answered 2xx is stored by exactly one processor, and nothing else is."""
@@ -193,7 +212,8 @@ class FaultCluster:
         assert not double, f"{len(double)} payments charged twice"
         stored = len(self.default.state.store) + len(self.fallback.state.store)
         assert stored == len(set(accepted)), (
-            f"processors hold {stored}, we accepted {len(accepted)}")
+            f"processors hold {stored}, we accepted {len(accepted)}"
+        )
 
     async def assert_books_agree(self) -> None:
         """Every running instance's summary equals the processors' own books, to the cent."""
@@ -207,8 +227,9 @@ class FaultCluster:
             status, raw = await instance.summary_raw()
             assert status == 200, raw
             for name, (count, cents) in expected.items():
-                match = re.search(rb'"%s":\{"totalRequests":(\d+),"totalAmount":([0-9.]+)\}'
-                                  % name.encode(), raw)
+                match = re.search(
+                    rb'"%s":\{"totalRequests":(\d+),"totalAmount":([0-9.]+)\}' % name.encode(), raw
+                )
                 assert match, raw
                 whole, _, frac = match.group(2).partition(b".")
                 ours = (int(match.group(1)), int(whole) * 100 + int(frac.ljust(2, b"0")))

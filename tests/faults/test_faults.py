@@ -21,8 +21,9 @@ pytestmark = pytest.mark.timeout(120)
 
 async def post_many(instances, count: int, amount: float | str = 19.90) -> list[str]:
     """Post `count` payments round-robin; the ids answered 202."""
-    results = await asyncio.gather(*(instances[i % len(instances)].post(amount=amount)
-                                     for i in range(count)))
+    results = await asyncio.gather(
+        *(instances[i % len(instances)].post(amount=amount) for i in range(count))
+    )
     statuses = {status for status, _ in results}
     assert statuses == {202}, statuses
     return [correlation_id for _, correlation_id in results]
@@ -31,8 +32,9 @@ async def post_many(instances, count: int, amount: float | str = 19.90) -> list[
 async def test_a_processor_slower_than_any_timeout_never_causes_a_double_charge(cluster):
     # default answers only after 2 s, far beyond our 300 ms timeout and the 600 ms settle
     # delay: lookups say 404 while the first attempts are still inside the processor
-    a, b = await cluster.start_instances(2, call_timeout_ms=300, settle_after_ms=600,
-                                         hold_ms=300, slow_ms=100_000)
+    a, b = await cluster.start_instances(
+        2, call_timeout_ms=300, settle_after_ms=600, hold_ms=300, slow_ms=100_000
+    )
     await cluster.configure(cluster.default, delay=2_000)
     accepted = await post_many([a, b], 100)
     await asyncio.sleep(1.2)  # timed out, looked up (404): the first attempts land at ~2 s
@@ -106,8 +108,13 @@ async def test_a_full_backlog_answers_503_and_drops_nothing_it_accepted(cluster)
     accepted = [i for status, i in results if status == 202]
     refused = [status for status, _ in results if status != 202]
     assert 100 <= len(accepted) <= 120 and set(refused) == {503}
-    async with a.session.post("http://rinha/payments", json={  # type: ignore[union-attr]
-            "correlationId": str(uuid.uuid4()), "amount": 1}) as r:
+    async with a.session.post(
+        "http://rinha/payments",
+        json={  # type: ignore[union-attr]
+            "correlationId": str(uuid.uuid4()),
+            "amount": 1,
+        },
+    ) as r:
         assert r.status == 503 and r.headers["Retry-After"] == "1"
         assert "retry later" in (await r.json())["error"]
     await cluster.configure(cluster.default, failure=False)
@@ -184,12 +191,24 @@ async def test_sockets_are_closed_to_other_users_and_internal_routes_to_clients(
     async with a.session.post("http://rinha/internal/purge") as r:  # type: ignore[union-attr]
         assert r.status == 404  # the clients' socket has no internal routes
     if os.getuid() == 0:  # another user cannot even connect
-        probe = ("import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
-                 "try:\n s.connect(sys.argv[1])\nexcept PermissionError:\n sys.exit(13)\n")
+        probe = (
+            "import socket, sys; s = socket.socket(socket.AF_UNIX)\n"
+            "try:\n s.connect(sys.argv[1])\nexcept PermissionError:\n sys.exit(13)\n"
+        )
         for path in (a.sock, str(internal)):
-            done = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup",
-                                   "--clear-groups", sys.executable, "-c", probe, path],
-                                  capture_output=True)
+            done = subprocess.run(
+                [
+                    "setpriv",
+                    "--reuid=nobody",
+                    "--regid=nogroup",
+                    "--clear-groups",
+                    sys.executable,
+                    "-c",
+                    probe,
+                    path,
+                ],
+                capture_output=True,
+            )
             assert done.returncode == 13, done.stderr
 
 
@@ -197,8 +216,10 @@ async def test_the_purge_token_is_required_when_set(cluster):
     (a,) = await cluster.start_instances(1, admin_token="s3cret")
     async with a.session.post("http://rinha/purge-payments") as r:  # type: ignore[union-attr]
         assert r.status == 401
-    async with a.session.post("http://rinha/purge-payments",  # type: ignore[union-attr]
-                              headers={"X-Rinha-Token": "s3cret"}) as r:
+    async with a.session.post(
+        "http://rinha/purge-payments",  # type: ignore[union-attr]
+        headers={"X-Rinha-Token": "s3cret"},
+    ) as r:
         assert r.status == 200
 
 

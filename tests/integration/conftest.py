@@ -61,8 +61,10 @@ class Stack:
         self.client = aiohttp.ClientSession()
 
     async def start_processors(self, **kwargs) -> None:
-        self.processors = [await start_processor(fee=0.05, rate_limit_seconds=0.2, **kwargs),
-                           await start_processor(fee=0.15, rate_limit_seconds=0.2, **kwargs)]
+        self.processors = [
+            await start_processor(fee=0.05, rate_limit_seconds=0.2, **kwargs),
+            await start_processor(fee=0.15, rate_limit_seconds=0.2, **kwargs),
+        ]
 
     @property
     def default(self):
@@ -81,9 +83,14 @@ class Stack:
         settings.setdefault("health_interval_ms", 300)
         internal = [f"unix:{self.data_dir}/internal-{j}.sock" for j in range(n)]
         return Config(
-            bind=f"unix:{self.tmp_path}/api{i}.sock", data_dir=self.data_dir,
-            peers=tuple(s for j, s in enumerate(internal) if j != i), instance_id=i,
-            default_url=self.default.url, fallback_url=self.fallback.url, **settings)
+            bind=f"unix:{self.tmp_path}/api{i}.sock",
+            data_dir=self.data_dir,
+            peers=tuple(s for j, s in enumerate(internal) if j != i),
+            instance_id=i,
+            default_url=self.default.url,
+            fallback_url=self.fallback.url,
+            **settings,
+        )
 
     async def start_instance(self, config: Config) -> Instance:
         app, server, tasks = await start(config, fast)
@@ -97,39 +104,53 @@ class Stack:
             await self.start_instance(self.instance_config(i, n, **settings))
         return self.instances
 
-    async def admin_summary(self, processor, from_ms: int | None = None,
-                            to_ms: int | None = None) -> tuple[int, float]:
+    async def admin_summary(
+        self, processor, from_ms: int | None = None, to_ms: int | None = None
+    ) -> tuple[int, float]:
         params = {}
         if from_ms is not None and to_ms is not None:
             params = {"from": fast.ms_to_iso(from_ms), "to": fast.ms_to_iso(to_ms)}
-        async with self.client.get(f"{processor.url}/admin/payments-summary", params=params,
-                                   headers=TOKEN) as r:
+        async with self.client.get(
+            f"{processor.url}/admin/payments-summary", params=params, headers=TOKEN
+        ) as r:
             assert r.status == 200
             data = await r.json()
         return data["totalRequests"], data["totalAmount"]
 
-    async def configure(self, processor, *, delay: int | None = None,
-                        failure: bool | None = None) -> None:
+    async def configure(
+        self, processor, *, delay: int | None = None, failure: bool | None = None
+    ) -> None:
         if delay is not None:
-            async with self.client.put(f"{processor.url}/admin/configurations/delay",
-                                       json={"delay": delay}, headers=TOKEN) as r:
+            async with self.client.put(
+                f"{processor.url}/admin/configurations/delay", json={"delay": delay}, headers=TOKEN
+            ) as r:
                 assert r.status == 200
         if failure is not None:
-            async with self.client.put(f"{processor.url}/admin/configurations/failure",
-                                       json={"failure": failure}, headers=TOKEN) as r:
+            async with self.client.put(
+                f"{processor.url}/admin/configurations/failure",
+                json={"failure": failure},
+                headers=TOKEN,
+            ) as r:
                 assert r.status == 200
 
     async def wait_settled(self, timeout_s: float = 15.0) -> None:
         """Until no instance has anything queued or in flight."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(i.app.dispatcher.backlog == 0 and i.app.dispatcher.in_flight == 0
-                   for i in self.instances if i.running):
+            if all(
+                i.app.dispatcher.backlog == 0 and i.app.dispatcher.in_flight == 0
+                for i in self.instances
+                if i.running
+            ):
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError("payments still pending: " + ", ".join(
-            f"backlog={i.app.dispatcher.backlog} in_flight={i.app.dispatcher.in_flight}"
-            for i in self.instances))
+        raise AssertionError(
+            "payments still pending: "
+            + ", ".join(
+                f"backlog={i.app.dispatcher.backlog} in_flight={i.app.dispatcher.in_flight}"
+                for i in self.instances
+            )
+        )
 
     async def check_consistent(self, from_ms: int | None = None, to_ms: int | None = None):
         """Our summary (asked of every instance) against both processors' books."""
@@ -140,10 +161,14 @@ class Stack:
                 continue
             status, ours = await instance.summary(from_ms, to_ms)
             assert status == 200, ours
-            assert (ours["default"]["totalRequests"], ours["default"]["totalAmount"]) \
-                == expected_default
-            assert (ours["fallback"]["totalRequests"], ours["fallback"]["totalAmount"]) \
-                == expected_fallback
+            assert (
+                ours["default"]["totalRequests"],
+                ours["default"]["totalAmount"],
+            ) == expected_default
+            assert (
+                ours["fallback"]["totalRequests"],
+                ours["fallback"]["totalAmount"],
+            ) == expected_fallback
         return expected_default, expected_fallback
 
     async def close(self) -> None:

@@ -20,9 +20,12 @@ def judge_window() -> tuple[int, int]:
 
 
 async def post_many(stack, count: int, amount: float = 19.90) -> None:
-    statuses = await asyncio.gather(*(
-        stack.instances[i % len(stack.instances)].post_payment(amount=amount)
-        for i in range(count)))
+    statuses = await asyncio.gather(
+        *(
+            stack.instances[i % len(stack.instances)].post_payment(amount=amount)
+            for i in range(count)
+        )
+    )
     assert set(statuses) == {202}
 
 
@@ -72,8 +75,9 @@ async def test_both_failing_then_recovering_drains_backlog_on_default(stack):
     await stack.configure(stack.fallback, failure=True)
     await post_many(stack, 200)
     await asyncio.sleep(1.0)
-    assert sum(i.app.dispatcher.backlog + i.app.dispatcher.in_flight
-               for i in stack.instances) == 200
+    assert (
+        sum(i.app.dispatcher.backlog + i.app.dispatcher.in_flight for i in stack.instances) == 200
+    )
     assert stack.default.state.payments == stack.fallback.state.payments == 0
     await stack.configure(stack.default, failure=False)
     await stack.configure(stack.fallback, failure=False)
@@ -150,8 +154,9 @@ async def test_health_turns_are_shared(stack):
 async def test_pinned_payment_stored_then_processor_down_is_settled_by_lookup(stack):
     # first attempts time out but are stored; then default fails for good: the pinned
     # payments are looked up (GET /payments/{id}) and recorded where they were stored
-    await stack.start_instances(2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500,
-                                slow_ms=100_000)
+    await stack.start_instances(
+        2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500, slow_ms=100_000
+    )
     await stack.configure(stack.default, delay=600)
     await post_many(stack, 30)
     await asyncio.sleep(0.9)  # every first attempt stored by now
@@ -166,8 +171,9 @@ async def test_pinned_payment_is_never_freed_to_fallback_and_waits_for_its_proce
     # default answers 500 only after longer than our timeout: outcomes unknown. A lookup
     # (404) proves nothing while an attempt may still be inside the processor, so the
     # payments stay pinned to default, in doubt, and fallback never sees them
-    await stack.start_instances(2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500,
-                                slow_ms=100_000)
+    await stack.start_instances(
+        2, call_timeout_ms=300, hold_ms=300, settle_after_ms=1_500, slow_ms=100_000
+    )
     await stack.configure(stack.default, delay=600, failure=True)
     await post_many(stack, 30)
     await asyncio.sleep(3.0)

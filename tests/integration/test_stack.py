@@ -234,20 +234,32 @@ def test_a_killed_instance_comes_back_and_a_dead_nginx_brings_the_stack_down(up:
         assert time.monotonic() < deadline, "the cluster did not answer summaries again"
         time.sleep(0.1)
 
-    nginx = [p for p in _children_of(up.proc.pid) if p not in now and b"nginx" in
-             Path(f"/proc/{p}/cmdline").read_bytes()]
+    nginx = [
+        p
+        for p in _children_of(up.proc.pid)
+        if p not in now and b"nginx" in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
     assert len(nginx) == 1
     others = [pid for pid in _children_of(up.proc.pid) if pid != nginx[0]]
     os.kill(nginx[0], signal.SIGKILL)
     _, err = up.proc.communicate(timeout=30)
     assert up.proc.returncode == 1, err
-    assert re.search(rf"api1 \(instance, pid {instances[0]}\) exited with killed by SIGKILL;"
-                     r" restarting it in 0\.5s", err), err
+    assert re.search(
+        rf"api1 \(instance, pid {instances[0]}\) exited with killed by SIGKILL;"
+        r" restarting it in 0\.5s",
+        err,
+    ), err
     new = next(pid for pid in now if pid != instances[1])
-    assert re.search(rf"api1 \(instance, pid {instances[0]}, killed by SIGKILL\) restarted: new"
-                     rf" pid {new} \(restart 1\)", err), err
-    assert re.search(rf"nginx \(nginx, pid {nginx[0]}\) exited with killed by SIGKILL;"
-                     r" stopping the stack", err), err
+    assert re.search(
+        rf"api1 \(instance, pid {instances[0]}, killed by SIGKILL\) restarted: new"
+        rf" pid {new} \(restart 1\)",
+        err,
+    ), err
+    assert re.search(
+        rf"nginx \(nginx, pid {nginx[0]}\) exited with killed by SIGKILL;"
+        r" stopping the stack",
+        err,
+    ), err
     for pid in others:
         assert not Path(f"/proc/{pid}").exists(), f"child {pid} still running"
     assert not list(up.run_dir.glob("api*.sock"))
@@ -258,8 +270,9 @@ def test_a_restarted_instance_resumes_the_payments_it_held(up: Up) -> None:
     instances are killed; restarted, they replay their journals and, once the processors are
     back, process every payment they had accepted, exactly once."""
     for url in (up.default_url, up.fallback_url):
-        assert http("PUT", url + "/admin/configurations/failure", {"failure": True},
-                    TOKEN)[0] == 200
+        assert (
+            http("PUT", url + "/admin/configurations/failure", {"failure": True}, TOKEN)[0] == 200
+        )
     sent = 20
     for i in range(sent):
         body = {"correlationId": str(uuid.uuid4()), "amount": round(10.0 + i, 2)}
@@ -272,8 +285,9 @@ def test_a_restarted_instance_resumes_the_payments_it_held(up: Up) -> None:
         assert time.monotonic() < deadline, "the instances were not restarted"
         time.sleep(0.05)
     for url in (up.default_url, up.fallback_url):
-        assert http("PUT", url + "/admin/configurations/failure", {"failure": False},
-                    TOKEN)[0] == 200
+        assert (
+            http("PUT", url + "/admin/configurations/failure", {"failure": False}, TOKEN)[0] == 200
+        )
     deadline = time.monotonic() + 60
     while True:
         theirs = {"default": _admin(up.default_url), "fallback": _admin(up.fallback_url)}
@@ -314,7 +328,8 @@ def test_python_api_gives_urls_and_pids(tmp_path: Path) -> None:
 
 
 def test_a_rinha_folder_in_the_working_directory_is_not_what_runs(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # e.g. `rinha up` started inside a checkout whose extension is not compiled: the
     # children must import the installed package, not ./rinha
     decoy = tmp_path / "rinha"
@@ -380,8 +395,13 @@ def test_existing_processors_are_used_instead_of_emulators(tmp_path: Path) -> No
 def test_floor_stack_runs_noop_upstreams_behind_the_same_nginx(tmp_path: Path) -> None:
     """`rinha bench --floor`: the instances are rinha.bench.noop, which answer at once and
     never reach a processor."""
-    config = StackConfig(port=0, default_port=0, fallback_port=0, log_dir=str(tmp_path / "logs"),
-                         instance_args=("-m", "rinha.bench.noop", "serve"))
+    config = StackConfig(
+        port=0,
+        default_port=0,
+        fallback_port=0,
+        log_dir=str(tmp_path / "logs"),
+        instance_args=("-m", "rinha.bench.noop", "serve"),
+    )
     with Stack(config) as info:
         for pid in info.instance_pids:
             assert b"rinha.bench.noop" in Path(f"/proc/{pid}/cmdline").read_bytes()

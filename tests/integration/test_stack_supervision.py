@@ -192,8 +192,14 @@ def test_a_crash_loop_backs_off_and_stop_ends_the_last_one(
     finally:
         stack.stop()
     err = capfd.readouterr().err
-    delays = [float(d) for d in re.findall(r"api1 \(instance, pid \d+\) exited with .*?; "
-                                           r"restarting it in ([\d.]+)s", err)]
+    delays = [
+        float(d)
+        for d in re.findall(
+            r"api1 \(instance, pid \d+\) exited with .*?; "
+            r"restarting it in ([\d.]+)s",
+            err,
+        )
+    ]
     assert delays[:5] == [0.1, 0.2, 0.4, 0.4, 0.4], err
     assert "exited with exit code 3" in err
     assert not alive(last)

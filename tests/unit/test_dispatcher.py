@@ -26,8 +26,10 @@ class FakePool:
 
 
 def dispatcher(**config: Any) -> tuple[Dispatcher, FakePool]:
-    processors = (Processor(DEFAULT, "http://127.0.0.1:1"),
-                  Processor(FALLBACK, "http://127.0.0.1:2"))
+    processors = (
+        Processor(DEFAULT, "http://127.0.0.1:1"),
+        Processor(FALLBACK, "http://127.0.0.1:2"),
+    )
     pool = FakePool()
     for p in processors:
         p.pool = pool  # type: ignore[assignment]
@@ -167,8 +169,9 @@ def test_shutdown_drain_sends_the_backlog_without_pacing() -> None:
 def test_a_drain_ends_within_catch_up_ms_however_big_the_backlog() -> None:
     # base pace 200/s (1 call per 5 ms tick) would need 0.2 s for 40 queued payments;
     # catch_up_ms=50 bounds the drain to ~10 ticks, so the pace rises to finish by then
-    d, pool, loop = paced(catch_up_per_s=200, catch_up_ms=50, launch_per_tick=16,
-                          dispatch_tick_ms=5)
+    d, pool, loop = paced(
+        catch_up_per_s=200, catch_up_ms=50, launch_per_tick=16, dispatch_tick_ms=5
+    )
     _submit(d, 56, 0)
     loop.advance(0.005)
     assert len(pool.sent) == 16  # the arrivals' own calls, capped per tick: a drain starts
@@ -184,8 +187,9 @@ def test_a_drain_ends_within_catch_up_ms_however_big_the_backlog() -> None:
 
 def test_without_a_deadline_problem_the_base_pace_holds() -> None:
     # 40 queued at 200/s with a 3 s window: 1 call per tick, the window never binds
-    d, pool, loop = paced(catch_up_per_s=200, catch_up_ms=3_000, launch_per_tick=16,
-                          dispatch_tick_ms=5)
+    d, pool, loop = paced(
+        catch_up_per_s=200, catch_up_ms=3_000, launch_per_tick=16, dispatch_tick_ms=5
+    )
     _submit(d, 56, 0)
     loop.advance(0.005)
     counts = [len(pool.sent)]
@@ -254,8 +258,9 @@ def test_a_restored_pinned_payment_is_retried_with_its_original_request() -> Non
         d.wake()
         await _tick(d)
         bodies = sorted(data for data, _ in pool.sent)
-        assert any(b'"requestedAt":"2023-11-14T22:13:20.123Z"' in b and ID.encode() in b
-                   for b in bodies)
+        assert any(
+            b'"requestedAt":"2023-11-14T22:13:20.123Z"' in b and ID.encode() in b for b in bodies
+        )
         for data, done in pool.sent:
             done(422 if ID.encode() in data else 200, b"", None)
         # the 422 answers the earlier, unknown attempt: recorded under its requestedAt

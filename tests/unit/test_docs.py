@@ -37,4 +37,5 @@ def test_the_table_is_the_generated_one():
     text = README.read_text()
     block = text.split("<!-- config-table", 1)[1].split("<!-- /config-table -->", 1)[0]
     assert block.split("\n", 1)[1].strip() == markdown_table(), (
-        "regenerate the README table with rinha.config.markdown_table()")
+        "regenerate the README table with rinha.config.markdown_table()"
+    )

@@ -140,10 +140,7 @@ def test_both_modules_have_the_same_signatures(compiled: ModuleType, reference: 
         ("IdSet", "add"),
         ("IdSet", "discard"),
         ("IdSet", "clear"),
-        *[
-            ("SharedIdSet", name)
-            for name in ["claim", "owner_of", "clear", "close"]
-        ],
+        *[("SharedIdSet", name) for name in ["claim", "owner_of", "clear", "close"]],
         *[
             ("Journal", name)
             for name in [
@@ -1127,13 +1124,17 @@ def _check_layout(ids) -> None:
 # fingerprints that share their top bits pile up in one home slot: long runs, shifts on insert
 # and delete, and runs pushed through the slack at the end of the table
 _crowded = st.integers(0, 3).flatmap(
-    lambda top: st.integers(0, 2**40 - 1).map(lambda low: (top << 62) | (0xFFF << 40) | low))
+    lambda top: st.integers(0, 2**40 - 1).map(lambda low: (top << 62) | (0xFFF << 40) | low)
+)
 _fingerprints = st.one_of(_crowded, st.integers(1, 2**64 - 1))
 
 
 @SETTINGS
-@given(ops=st.lists(st.tuples(st.sampled_from(["add", "discard", "contains"]), _fingerprints),
-                    max_size=400))
+@given(
+    ops=st.lists(
+        st.tuples(st.sampled_from(["add", "discard", "contains"]), _fingerprints), max_size=400
+    )
+)
 def test_idset_ordered_table_matches_a_set(compiled: ModuleType, ops) -> None:
     ids, model = compiled.IdSet(), set()
     for op, fp in ops:
@@ -1185,8 +1186,13 @@ def test_idset_layout_after_growth_and_deletions(compiled: ModuleType) -> None:
 # -- keyed fingerprints -------------------------------------------------------------------------
 
 # SipHash-2-4 reference vectors (key 00..0f, message 00..n-1), from the SipHash paper / vectors.h
-SIPHASH_VECTORS = [(0, 0x726FDB47DD0E0E31), (1, 0x74F839C593DC67FD), (8, 0x93F5F5799A932462),
-                   (15, 0xA129CA6149BE45E5), (63, 0x958A324CEB064572)]
+SIPHASH_VECTORS = [
+    (0, 0x726FDB47DD0E0E31),
+    (1, 0x74F839C593DC67FD),
+    (8, 0x93F5F5799A932462),
+    (15, 0xA129CA6149BE45E5),
+    (63, 0x958A324CEB064572),
+]
 
 
 @pytest.mark.parametrize(("length", "expected"), SIPHASH_VECTORS)
@@ -1195,10 +1201,20 @@ def test_siphash_reference_vectors(fast: ModuleType, length: int, expected: int)
 
 
 @SETTINGS
-@given(key=st.binary(min_size=16, max_size=16), data=st.binary(max_size=40), cid=st.uuids(),
-       upper=st.booleans())
-def test_siphash_and_fingerprint_agree(compiled: ModuleType, reference: ModuleType, key: bytes,
-                                       data: bytes, cid: uuid.UUID, upper: bool) -> None:
+@given(
+    key=st.binary(min_size=16, max_size=16),
+    data=st.binary(max_size=40),
+    cid=st.uuids(),
+    upper=st.booleans(),
+)
+def test_siphash_and_fingerprint_agree(
+    compiled: ModuleType,
+    reference: ModuleType,
+    key: bytes,
+    data: bytes,
+    cid: uuid.UUID,
+    upper: bool,
+) -> None:
     assert compiled._siphash24(key, data) == reference._siphash24(key, data)
     text = str(cid).upper() if upper else str(cid)
     fp = compiled._fingerprint(text, key)
@@ -1240,8 +1256,9 @@ def test_idset_stores_the_keyed_fingerprint(compiled: ModuleType) -> None:
 def test_idset_key_is_drawn_per_process(compiled: ModuleType) -> None:
     script = "import rinha._fast as f; print(f._idset_key().hex())"
     keys = {
-        subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                       text=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True
+        ).stdout.strip()
         for _ in range(2)
     }
     keys.add(compiled._idset_key().hex())

@@ -89,8 +89,9 @@ async def test_answers_and_reuses_the_connection():
 
 
 async def test_connection_close_answer_is_not_reused():
-    async with Server(answer_once(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-                      ) as server:
+    async with Server(
+        answer_once(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    ) as server:
         pool = HttpPool(server.url)
         assert await pool.request(get(pool), 1.0) == (204, b"")
         assert await pool.request(get(pool), 1.0) == (204, b"")
@@ -132,6 +133,7 @@ async def test_each_request_times_out_at_its_own_deadline_on_one_shared_timer():
             def done(status: int, body: bytes, error: object) -> None:
                 assert isinstance(error, OutcomeUnknown) and "no answer in time" in str(error)
                 outcomes[name] = loop.time() - start
+
             return done
 
         start = loop.time()

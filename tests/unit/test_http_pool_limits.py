@@ -61,8 +61,9 @@ class Server:
 def answering(delay_s: float = 0.0, response: bytes = OK) -> Handler:
     """Answers each request on the connection after delay_s."""
 
-    async def handler(server: Server, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def handler(
+        server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         while True:
             await server.read_request(reader)
             if delay_s:
@@ -75,8 +76,9 @@ def answering(delay_s: float = 0.0, response: bytes = OK) -> Handler:
     return handler
 
 
-async def never_answering(server: Server, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+async def never_answering(
+    server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     await server.read_request(reader)
     await reader.read()  # returns at EOF, when the client gives up
     server.eofs += 1
@@ -95,6 +97,7 @@ class Outcomes:
     def done(self, name: str):  # type: ignore[no-untyped-def]
         def done(status: int, body: bytes, error: ConnectionError | None) -> None:
             self.items.append((name, status, None if error is None else type(error)))
+
         return done
 
     async def wait_for(self, n: int, timeout_s: float = 5.0) -> None:
@@ -190,8 +193,12 @@ async def test_a_full_queue_fails_at_once_but_never_within_send():
             await pool.request(get(pool), 5.0)
         assert pool.waiting == 2
         pool.close()  # the waiters fail as unsent, the request out as unknown
-        assert sorted(outcomes.items) == [("out", 0, OutcomeUnknown), ("over", 0, ConnectFailed),
-                                          ("w1", 0, ConnectFailed), ("w2", 0, ConnectFailed)]
+        assert sorted(outcomes.items) == [
+            ("out", 0, OutcomeUnknown),
+            ("over", 0, ConnectFailed),
+            ("w1", 0, ConnectFailed),
+            ("w2", 0, ConnectFailed),
+        ]
         assert pool.waiting == 0 and pool._sweep_timer is None
 
 
@@ -210,8 +217,10 @@ async def test_failed_connects_let_the_waiters_through_to_their_own_failure():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     pool = HttpPool(f"http://127.0.0.1:{port}", max_connections=2)
-    results = await asyncio.wait_for(asyncio.gather(
-        *(pool.request(get(pool), 5.0) for _ in range(8)), return_exceptions=True), 3.0)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(pool.request(get(pool), 5.0) for _ in range(8)), return_exceptions=True),
+        3.0,
+    )
     assert all(isinstance(r, ConnectFailed) for r in results)
     assert pool.open_connections == 0 and pool.waiting == 0
 

@@ -20,8 +20,10 @@ PAYMENT = f'{{"correlationId": "{UUID}", "amount": 19.90}}'.encode()
 
 
 def post(body: bytes, path: str = "/payments", extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def get(path: str, extra: str = "") -> bytes:
@@ -127,16 +129,21 @@ async def test_byte_by_byte_pipelined(app):
     stream = post(PAYMENT) + get("/healthz") + post(b'{"amount": 1}')
     protocol, transport = connect(app)
     for i in range(len(stream)):
-        protocol.data_received(stream[i:i + 1])
+        protocol.data_received(stream[i : i + 1])
     statuses = [s for s, _, _ in Responses(bytes(transport.data)).items]
     assert statuses == [202, 200, 400]
 
 
 async def test_pipelined_answers_in_order(app):
     other = "5a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
-    stream = (post(PAYMENT) + get("/nope") + post(PAYMENT)
-              + post(f'{{"correlationId":"{other}","amount":1.5}}'.encode())
-              + get("/payments-summary") + post(b"", path="/purge-payments"))
+    stream = (
+        post(PAYMENT)
+        + get("/nope")
+        + post(PAYMENT)
+        + post(f'{{"correlationId":"{other}","amount":1.5}}'.encode())
+        + get("/payments-summary")
+        + post(b"", path="/purge-payments")
+    )
     protocol, transport = connect(app)
     protocol.data_received(stream)
     items = Responses(bytes(transport.data)).items
@@ -165,8 +172,9 @@ async def test_deferred_answer_keeps_order(fast, tmp_path):
 
 
 async def test_peer_down_gives_503(fast, tmp_path):
-    app = App(Config(peers=(f"unix:{tmp_path}/missing.sock",), data_dir=str(tmp_path), **QUIET),
-              fast)
+    app = App(
+        Config(peers=(f"unix:{tmp_path}/missing.sock",), data_dir=str(tmp_path), **QUIET), fast
+    )
     protocol, transport = connect(app)
     protocol.data_received(get("/payments-summary"))
     for _ in range(50):
@@ -178,14 +186,17 @@ async def test_peer_down_gives_503(fast, tmp_path):
     assert "missing.sock" in orjson.loads(body)["error"]
 
 
-@pytest.mark.parametrize("body,reason", [
-    (b"not json", "JSON"),
-    (b"[]", "object"),
-    (b'{"amount": 1}', "correlationId"),
-    (f'{{"correlationId": "{UUID}"}}'.encode(), "amount"),
-    (f'{{"correlationId": "{UUID}", "amount": -1}}'.encode(), "positive"),
-    (b'{"correlationId": "nope", "amount": 1}', "UUID"),
-])
+@pytest.mark.parametrize(
+    "body,reason",
+    [
+        (b"not json", "JSON"),
+        (b"[]", "object"),
+        (b'{"amount": 1}', "correlationId"),
+        (f'{{"correlationId": "{UUID}"}}'.encode(), "amount"),
+        (f'{{"correlationId": "{UUID}", "amount": -1}}'.encode(), "positive"),
+        (b'{"correlationId": "nope", "amount": 1}', "UUID"),
+    ],
+)
 async def test_invalid_payment_400_with_reason(app, body, reason):
     protocol, transport = connect(app)
     protocol.data_received(post(body))
@@ -205,10 +216,13 @@ async def test_summary_reads_ledgers_with_inclusive_bounds(app):
     protocol.data_received(
         get("/payments-summary?from=2025-07-10T12:00:00.000Z&to=2025-07-10T12:00:01.000Z")
         + get("/payments-summary")
-        + get("/payments-summary?from=2025-07-10T12%3A00%3A01.001Z"))
+        + get("/payments-summary?from=2025-07-10T12%3A00%3A01.001Z")
+    )
     bodies = [orjson.loads(b) for _, _, b in Responses(bytes(transport.data)).items]
-    assert bodies[0] == {"default": {"totalRequests": 2, "totalAmount": 29.9},
-                         "fallback": {"totalRequests": 0, "totalAmount": 0}}
+    assert bodies[0] == {
+        "default": {"totalRequests": 2, "totalAmount": 29.9},
+        "fallback": {"totalRequests": 0, "totalAmount": 0},
+    }
     assert bodies[1]["fallback"] == {"totalRequests": 1, "totalAmount": 0.05}
     assert bodies[2]["default"]["totalRequests"] == 0
     assert bodies[2]["fallback"]["totalRequests"] == 1
@@ -236,10 +250,12 @@ INSIDE = {b"/inside": {b"GET": whoami}}
 
 
 async def test_a_listener_serves_its_own_route_table(app):
-    protocol, transport = connect(app, routes=INSIDE,
-                                  not_allowed={b"/inside": error(405, "inside: GET only")})
-    protocol.data_received(get("/inside?a=1") + get("/payments-summary")
-                           + post(b"", path="/inside"))
+    protocol, transport = connect(
+        app, routes=INSIDE, not_allowed={b"/inside": error(405, "inside: GET only")}
+    )
+    protocol.data_received(
+        get("/inside?a=1") + get("/payments-summary") + post(b"", path="/inside")
+    )
     items = Responses(bytes(transport.data)).items
     assert [s for s, _, _ in items] == [200, 404, 405]  # the default routes are not there
     assert items[0][2] == b"inside a=1"

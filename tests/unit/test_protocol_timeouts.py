@@ -101,7 +101,7 @@ async def test_half_a_header_then_silence_gets_408_and_a_close(app):
 
 async def test_a_body_that_never_completes_gets_408(app):
     protocol, transport, _ = connect(app)
-    protocol.data_received(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"a")
+    protocol.data_received(b'POST /payments HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"a')
     await wait_closed(transport)
     assert statuses(transport) == [b"408"]
     assert app.dispatcher.backlog == 0
@@ -111,7 +111,7 @@ async def test_the_timeout_is_per_request_not_per_byte(app):
     protocol, transport, start = connect(app)
     head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40 + b"\r\n\r\n"
     for i in range(len(head)):  # one byte every 50 ms: 3 s for the whole head
-        protocol.data_received(head[i:i + 1])
+        protocol.data_received(head[i : i + 1])
         await asyncio.sleep(0.05)
         if transport.closed_at is not None:
             break

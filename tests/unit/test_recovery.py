@@ -21,9 +21,14 @@ def test_each_payment_ends_where_its_last_record_leaves_it(tmp_path) -> None:
     for i in (A, B, C):
         ids.claim(i, 100)
     records = [
-        (J_ACCEPT, A, 100, 0, 0), (J_ATTEMPT, A, 100, 0, 1_000), (J_STORED, A, 100, 0, 1_000),
-        (J_ACCEPT, B, 100, 0, 0), (J_ATTEMPT, B, 100, 1, 2_000),  # outcome never learnt
-        (J_ACCEPT, C, 100, 0, 0), (J_ATTEMPT, C, 100, 0, 3_000), (J_RELEASED, C, 100, 0, 0),
+        (J_ACCEPT, A, 100, 0, 0),
+        (J_ATTEMPT, A, 100, 0, 1_000),
+        (J_STORED, A, 100, 0, 1_000),
+        (J_ACCEPT, B, 100, 0, 0),
+        (J_ATTEMPT, B, 100, 1, 2_000),  # outcome never learnt
+        (J_ACCEPT, C, 100, 0, 0),
+        (J_ATTEMPT, C, 100, 0, 3_000),
+        (J_RELEASED, C, 100, 0, 0),
     ]
     recovered = replay(records, ids, ledgers)
     assert ledgers[0].summary(0, 10_000) == (1, 100)
@@ -36,8 +41,12 @@ def test_each_payment_ends_where_its_last_record_leaves_it(tmp_path) -> None:
 def test_a_second_accept_of_an_id_was_a_refused_duplicate(tmp_path) -> None:
     ids = _ids(tmp_path)
     ids.claim(A, 100)
-    records = [(J_ACCEPT, A, 100, 0, 0), (J_ATTEMPT, A, 100, 0, 5), (J_STORED, A, 100, 0, 5),
-               (J_ACCEPT, A, 100, 0, 0)]
+    records = [
+        (J_ACCEPT, A, 100, 0, 0),
+        (J_ATTEMPT, A, 100, 0, 5),
+        (J_STORED, A, 100, 0, 5),
+        (J_ACCEPT, A, 100, 0, 0),
+    ]
     recovered = replay(records, ids, (fast.Ledger(), fast.Ledger()))
     assert recovered.payments == []
 
@@ -46,8 +55,12 @@ def test_an_accept_whose_claim_a_peer_owns_is_dropped_and_an_unclaimed_one_kept(
     peer = _ids(tmp_path, owner=1)
     assert peer.claim(A, 100) == fast.CLAIM_NEW
     ours = _ids(tmp_path, owner=0)
-    records = [(J_ACCEPT, A, 100, 0, 0), (J_ACCEPT, B, 200, 0, 0), (J_ACCEPT, C, 300, 0, 0),
-               (J_FINISHED, C, 300, 0, 0)]
+    records = [
+        (J_ACCEPT, A, 100, 0, 0),
+        (J_ACCEPT, B, 200, 0, 0),
+        (J_ACCEPT, C, 300, 0, 0),
+        (J_FINISHED, C, 300, 0, 0),
+    ]
     recovered = replay(records, ours, (fast.Ledger(), fast.Ledger()))
     assert [p.correlation_id for p in recovered.payments] == [B]  # died before B's claim
     assert recovered.dropped == 1

@@ -45,8 +45,9 @@ def test_failing_default_is_probed_one_call_at_a_time_after_backoff():
     d.in_flight, d.last_probe_ms = 1, later
     assert choose_processor(d, f, later, CONFIG, 1) is None, "probes are spaced"
     spaced = later + CONFIG.retry_max_ms
-    assert choose_processor(d, f, spaced, CONFIG, 1) == DEFAULT, \
+    assert choose_processor(d, f, spaced, CONFIG, 1) == DEFAULT, (
         "a failing processor whose answers take long gets a new probe anyway"
+    )
     d.in_flight = MAX_PROBES
     assert choose_processor(d, f, spaced, CONFIG, MAX_PROBES) is None, "but not unboundedly"
 
@@ -79,8 +80,9 @@ def test_both_recovering_together_default_gets_its_chance_first():
     now = T0 + CONFIG.hold_ms + 100
     succeed(f, now)  # fallback is back first
     d.refresh(now, CONFIG.slow_ms)
-    assert choose_processor(d, f, now, CONFIG, 1) is None, \
+    assert choose_processor(d, f, now, CONFIG, 1) is None, (
         "no default failure seen since fallback recovered: wait for default's probe"
+    )
     fail(d, now + 50, latency=10)  # a probe sent after fallback's recovery fails
     assert choose_processor(d, f, now + 50, CONFIG, 1) == FALLBACK
 
@@ -161,8 +163,12 @@ def test_config_rejects_bad_values():
         Config.from_env({"RINHA_MAX_IN_FLIGHT": "many"})
     with pytest.raises(ValueError, match="RINHA_INSTANCE_ID"):
         Config.from_env({"RINHA_INSTANCE_ID": "1"})
-    assert Config.from_env({"RINHA_PEERS": "unix:/a.sock, http://h:1",
-                            "RINHA_INSTANCE_ID": "2"}).cluster_size == 3
+    assert (
+        Config.from_env(
+            {"RINHA_PEERS": "unix:/a.sock, http://h:1", "RINHA_INSTANCE_ID": "2"}
+        ).cluster_size
+        == 3
+    )
 
 
 def test_state_changes_are_logged_and_rate_limited(caplog) -> None:
