@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -179,6 +180,7 @@ def run_variant(
     finally:
         proc.terminate()
         proc.wait(120)  # a --wrap tool may take a while to write its output
+        shutil.rmtree(run_dir, ignore_errors=True)  # its journal and id table
     per_payment = [(a - b) / sent for a, b in zip(after, before, strict=True)]
     return {
         "name": name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -128,6 +129,7 @@ async def main(settled: int, held: int) -> None:
     print(f"lost {missing}, charged twice {double}; summary {ours} vs processors {books}")
     await default.close()
     await fallback.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

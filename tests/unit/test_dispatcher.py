@@ -25,6 +25,10 @@ class FakePool:
         self.sent.append((data, done))
 
 
+# the journals of these tests: one folder, removed when the test process ends
+_JOURNALS = tempfile.TemporaryDirectory(prefix="rinha-test-")
+
+
 def dispatcher(**config: Any) -> tuple[Dispatcher, FakePool]:
     processors = (
         Processor(DEFAULT, "http://127.0.0.1:1"),
@@ -34,7 +38,7 @@ def dispatcher(**config: Any) -> tuple[Dispatcher, FakePool]:
     for p in processors:
         p.pool = pool  # type: ignore[assignment]
     ledgers = (fast.Ledger(), fast.Ledger())
-    journal = fast.Journal(os.path.join(tempfile.mkdtemp(prefix="rinha-test-"), "journal.bin"))
+    journal = fast.Journal(os.path.join(tempfile.mkdtemp(dir=_JOURNALS.name), "journal.bin"))
     return Dispatcher(Config(**config), processors, ledgers, fast.payment_body, journal), pool
 
 
@@ -282,7 +286,9 @@ def test_pending_records_describe_every_payment_not_settled() -> None:
         await _tick(d)  # two out, two queued
         pool.sent[0][1](0, b"", OutcomeUnknown("lost"))  # pinned
         records = d.pending_records()
-        ids = fast.SharedIdSet(os.path.join(tempfile.mkdtemp(), "ids.bin"), 100, 0)
+        ids = fast.SharedIdSet(
+            os.path.join(tempfile.mkdtemp(dir=_JOURNALS.name), "ids.bin"), 100, 0
+        )
         recovered = replay(records, ids, (fast.Ledger(), fast.Ledger()))
         assert recovered.queued == 2 and recovered.pinned == 2  # the pinned one and the one out
         assert sorted(p.cents for p in recovered.payments) == [100, 101, 102, 103]
