@@ -45,7 +45,6 @@ class App:
         self.duplicates = 0
         self.refused_full = 0  # 503: backlog or id table full, journal write failed
         self.loop_lag_ms = 0.0
-        self.recovered: Recovered | None = None
         self._metrics: CollectorRegistry | None = None  # made at the first scrape
 
     def recover(self) -> Recovered:
@@ -60,8 +59,7 @@ class App:
         for payment in recovered.payments:
             self.dispatcher.restore(payment)
         self.journal.compact(self.ledgers, self.dispatcher.pending_records())
-        recovered.seconds = time.perf_counter() - started
-        self.recovered = recovered
+        seconds = time.perf_counter() - started
         if recovered.records:
             log.info(
                 "recovered from %s: %d records, %d processed, %d queued, %d pinned, "
@@ -72,7 +70,7 @@ class App:
                 recovered.queued,
                 recovered.pinned,
                 recovered.dropped,
-                recovered.seconds,
+                seconds,
             )
         return recovered
 

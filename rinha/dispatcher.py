@@ -112,7 +112,6 @@ class Dispatcher:
         self._payment_body = payment_body  # rinha.fast.payment_body
         self.journal = journal  # rinha.fast.Journal
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
-        self.in_doubt = 0  # pinned payments: an attempt's outcome is unknown
         self._lookups: set[Payment] = set()  # pinned payments being looked up
         self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor
         self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
@@ -155,7 +154,6 @@ class Dispatcher:
         self.fresh.clear()
         for queue in self.pinned:
             queue.clear()
-        self.in_doubt = 0
 
     def restore(self, pending: Pending) -> None:
         """Queue a payment recovered from the journal (before the instance listens)."""
@@ -172,16 +170,21 @@ class Dispatcher:
             self.pinned[pending.pinned].append(payment)
 
     def _pin(self, payment: Payment, processor: int, requested_at: int, body: bytes) -> None:
-        if payment.pinned == UNPINNED:
-            self.in_doubt += 1
         payment.pinned = processor
         payment.requested_at_ms = requested_at
         payment.body = body
 
-    def _unpin(self, payment: Payment) -> None:
-        """The payment is settled (stored or finished): it is in doubt no more."""
-        if payment.pinned != UNPINNED:
-            self.in_doubt -= 1
+    @property
+    def in_doubt(self) -> int:
+        """Pinned payments (an attempt's outcome is unknown): queued, looked up or out again.
+        Counted when asked (a scrape), not kept up to date per payment."""
+        out = sum(
+            1
+            for proc in self.processors
+            for p in proc.call_starts
+            if getattr(p, "pinned", UNPINNED) != UNPINNED
+        )
+        return len(self.pinned[0]) + len(self.pinned[1]) + len(self._lookups) + out
 
     def pending_records(self) -> list[tuple[int, str, int, int, int]]:
         """Journal records that describe every payment not yet settled (for compaction)."""
@@ -337,7 +340,7 @@ class Dispatcher:
     def _prepare(
         self, payment: Payment, p: Processor, now: int
     ) -> tuple[Payment, Processor, int, bytes]:
-        """Count one attempt as out and journal it (buffered); `_send` sends it."""
+        """Count one attempt as out and journal it; `_send` sends it."""
         if not p.ok:
             p.last_probe_ms = now
         p.in_flight += 1
@@ -386,7 +389,6 @@ class Dispatcher:
             # stored by this call, or (422) by the earlier unknown one: same requestedAt
             self.ledgers[p.index].add(requested_at, payment.cents)
             journal.stored(payment.correlation_id, payment.cents, p.index, requested_at)
-            self._unpin(payment)
             p.processed += 1
             self._observe(p, now, started, True)
         elif status == 422:
@@ -407,7 +409,6 @@ class Dispatcher:
         else:
             self.dropped += 1
             journal.finished(payment.correlation_id, payment.cents)
-            self._unpin(payment)
             log.error(
                 "processor %s refused payment %s for good with HTTP %d",
                 p.name,
@@ -433,7 +434,6 @@ class Dispatcher:
             self.journal.stored(
                 payment.correlation_id, payment.cents, p.index, payment.requested_at_ms
             )
-            self._unpin(payment)
             p.processed += 1
             self.settled += 1
             log.info(

@@ -26,10 +26,10 @@ from .routes import (
     ROUTES,
     TOKEN_REQUIRED,
     UNAUTHORIZED,
+    Routes,
     error,
+    method_not_allowed,
 )
-
-Routes = dict[bytes, dict[bytes, Any]]  # path -> {method: handler(app, query, body)}
 
 log = logging.getLogger("rinha.protocol")
 
@@ -108,13 +108,6 @@ def _watch_for(loop: asyncio.AbstractEventLoop) -> _Watch:
             del _WATCHES[old]  # closed with connections never lost (tests): nothing to sweep
         watch = _WATCHES[loop] = _Watch(loop)
     return watch
-
-
-def _method_not_allowed(methods: dict[bytes, Any]) -> bytes:
-    """A 405 for a path missing from the listener's prebuilt table."""
-    return error(
-        405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in methods)}\r\n"
-    )
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -284,7 +277,7 @@ class HttpProtocol(asyncio.Protocol):
         else:
             handler = methods.get(self.parser.get_method())
             if handler is None:
-                answer = self.not_allowed.get(url) or _method_not_allowed(methods)
+                answer = self.not_allowed.get(url) or method_not_allowed(methods)
             elif url in TOKEN_REQUIRED and not self.app.token_ok(self.token):
                 answer = UNAUTHORIZED
             else:

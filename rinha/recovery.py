@@ -49,7 +49,6 @@ class Recovered:
     records: int = 0
     payments: list[Pending] = field(default_factory=list)
     dropped: int = 0  # accepts whose id a peer owns
-    seconds: float = 0.0
 
     @property
     def queued(self) -> int:

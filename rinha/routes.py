@@ -229,14 +229,15 @@ INTERNAL_ROUTES: Routes = {
 }
 
 
+def method_not_allowed(methods: dict[bytes, Handler]) -> bytes:
+    """The 405 answer of a path, with its Allow header."""
+    allow = ", ".join(m.decode() for m in methods)
+    return error(405, "method not allowed", extra=f"Allow: {allow}\r\n")
+
+
 def not_allowed(routes: Routes) -> dict[bytes, bytes]:
-    """The 405 answer of each path, with its Allow header."""
-    return {
-        path: error(
-            405, "method not allowed", extra=f"Allow: {', '.join(m.decode() for m in h)}\r\n"
-        )
-        for path, h in routes.items()
-    }
+    """The 405 answer of each path, prebuilt."""
+    return {path: method_not_allowed(methods) for path, methods in routes.items()}
 
 
 METHOD_NOT_ALLOWED = not_allowed(ROUTES)
