@@ -95,7 +95,7 @@ system-deps: $(PY)  ## gcc, the Python headers and nginx from Debian (as root), 
 # build environment to download each time).
 define install-package
 $(PIP_INSTALL) $(call REQS,build)
-$(PIP_INSTALL) --no-build-isolation -e ".[test]"
+$(PIP_INSTALL) --no-build-isolation -e ".[tools,test]"
 @touch $(INSTALLED)
 endef
 

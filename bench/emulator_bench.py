@@ -161,7 +161,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _spawn(port: int, cpu: str | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "rinha.emulator", "--port", str(port)]
+    cmd = [sys.executable, "-m", "rinha.tools.emulator", "--port", str(port)]
     if cpu is not None:
         cmd = ["taskset", "-c", cpu, *cmd]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))

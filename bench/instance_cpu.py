@@ -16,7 +16,7 @@ answered and processed, it reads from /proc what the instance used meanwhile:
 A variant is `NAME=PATH[:VAR=value,...]`: the instance runs with PYTHONPATH=PATH (a git
 worktree with its extension built in place, or `.`) and those settings; `wait=0` does not
 wait for the backlog (processors unreachable). `--floor` adds the bench's no-op upstream
-(rinha.bench.noop): receiving and answering, nothing else. Variants alternate `--rounds`
+(rinha.tools.bench.noop): receiving and answering, nothing else. Variants alternate `--rounds`
 times; medians last. `--wrap 'valgrind --tool=callgrind ...'` runs the instance under a
 tool (counts instructions, whatever the neighbours do; the times are then meaningless).
 
@@ -39,7 +39,7 @@ from typing import Any
 
 from payment_path import nginx_request  # bench/, this script's own folder
 
-from rinha.stack import free_port
+from rinha.tools.stack import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups", "faults", "syscalls")
@@ -159,7 +159,7 @@ def run_variant(
         else:
             env[key] = value
     cmd = (
-        [sys.executable, "-m", "rinha.bench.noop", "serve"]
+        [sys.executable, "-m", "rinha.tools.bench.noop", "serve"]
         if name == "floor"
         else [sys.executable, "-m", "rinha", "serve"]
     )

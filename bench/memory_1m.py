@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 
-from rinha.stack import free_port
+from rinha.tools.stack import free_port
 
 
 def status_kb(pid: int, field: str) -> int:

@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 
-from rinha.stack import free_port
+from rinha.tools.stack import free_port
 
 
 def wait_connect(family: int, address: object, timeout: float = 10.0) -> socket.socket:

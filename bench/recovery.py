@@ -27,7 +27,7 @@ import uuid
 
 import aiohttp
 
-from rinha.emulator import start_processor
+from rinha.tools.emulator import start_processor
 
 
 async def post_all(session: aiohttp.ClientSession, count: int, width: int = 64) -> list[str]:

@@ -64,7 +64,8 @@ HUB_IMAGES = {
     "NGINX_IMAGE": "nginx:1.27-alpine",
 }
 RINHA_IMAGE = "rinha:local"
-RINHA_BUILD_IMAGE = "rinha-build:local"  # the Dockerfile's build stage
+RINHA_PROCESSOR_IMAGE = "rinha-processor:local"  # the Dockerfile's `processor` target
+RINHA_DEPS_IMAGE = "rinha-deps:local"  # the Dockerfile's deps stage
 PROJECT = "rinha"
 PROCESSORS_PROJECT = "rinha-processors"
 TOKEN = "123"
@@ -421,6 +422,7 @@ def run(args: argparse.Namespace) -> None:
     env.update(
         images,
         RINHA_IMAGE=RINHA_IMAGE,
+        RINHA_PROCESSOR_IMAGE=RINHA_PROCESSOR_IMAGE,
         RINHA_PORT=str(port),
         DEFAULT_PORT=str(default_port),
         FALLBACK_PORT=str(fallback_port),
@@ -450,9 +452,14 @@ def run(args: argparse.Namespace) -> None:
                 "--build-arg",
                 f"BUILD_IMAGE={images['BUILD_IMAGE']}",
             ]
-            # the build stage tagged too: its layers stay the cache of the next run, even
+            # the deps stage tagged too: its layers stay the cache of the next run, even
             # after the prune below (untagged, they would count as dangling)
-            for target, tag in (("build", RINHA_BUILD_IMAGE), (None, RINHA_IMAGE)):
+            targets = (
+                ("deps", RINHA_DEPS_IMAGE),
+                ("processor", RINHA_PROCESSOR_IMAGE),
+                (None, RINHA_IMAGE),
+            )
+            for target, tag in targets:
                 target_args = ["--target", target] if target else []
                 cmd = ["docker", "build", "-q", *build_args, *target_args, "-t", tag, str(ROOT)]
                 sh(cmd, env=env, quiet=True)

@@ -11,9 +11,9 @@ from rinha import __version__
 # subcommand -> module exposing add_parser(subparsers); the module's parser sets `handler`
 SUBCOMMANDS = {
     "serve": "rinha.server",
-    "processor": "rinha.emulator",
-    "up": "rinha.stack",
-    "bench": "rinha.bench",
+    "processor": "rinha.tools.emulator",
+    "up": "rinha.tools.stack",
+    "bench": "rinha.tools.bench",
 }
 
 
@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        print(f"rinha {args.command}: not available in this build", file=sys.stderr)
+        print(
+            f"rinha {args.command}: not available in this build (the service-only image has "
+            "`rinha serve` alone; the tools come with `pip install 'rinha[tools]'`)",
+            file=sys.stderr,
+        )
         return 2
     return int(handler(args) or 0)
 

@@ -59,7 +59,7 @@ async def listen(
     bind: str, protocol_factory: Callable[[], asyncio.Protocol], mode: int = 0o660
 ) -> asyncio.Server:
     """Serve `protocol_factory` on RINHA_BIND's address: `unix:/path.sock` (file mode `mode`)
-    or `host:port`. Shared with the bench's no-op stand-in (rinha.bench.noop), so that the
+    or `host:port`. Shared with the bench's no-op stand-in (rinha.tools.bench.noop), so that the
     floor it measures listens exactly as an instance does."""
     loop = asyncio.get_running_loop()
     if bind.startswith("unix:"):

@@ -2,9 +2,9 @@
 
 from fractions import Fraction
 
-from rinha.bench import schedules
-from rinha.bench.schedules import Phase, ProcState, Schedule
-from rinha.bench.scoring import best_possible, cheapest_available
+from rinha.tools.bench import schedules
+from rinha.tools.bench.schedules import Phase, ProcState, Schedule
+from rinha.tools.bench.scoring import best_possible, cheapest_available
 
 FAIL = ProcState(0, True)
 

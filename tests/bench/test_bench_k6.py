@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from rinha.bench import k6, parse_duration, schedules
-from rinha.bench.cgroup import Usage
-from rinha.bench.runner import build_result, report_text
-from rinha.bench.scoring import Totals
+from rinha.tools.bench import k6, parse_duration, schedules
+from rinha.tools.bench.cgroup import Usage
+from rinha.tools.bench.runner import build_result, report_text
+from rinha.tools.bench.scoring import Totals
 
 
 def _trend(**values: float) -> dict:

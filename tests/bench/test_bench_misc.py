@@ -3,10 +3,10 @@
 import os
 from pathlib import Path
 
-from rinha.bench.cgroup import BenchCgroup, descendants, own_cgroups, rss_bytes
-from rinha.bench.machine import cpu_times, steal_per_bucket, steal_share
-from rinha.bench.metrics import Sample
-from rinha.bench.plotting import counter_per_bin, gauge_sum
+from rinha.tools.bench.cgroup import BenchCgroup, descendants, own_cgroups, rss_bytes
+from rinha.tools.bench.machine import cpu_times, steal_per_bucket, steal_share
+from rinha.tools.bench.metrics import Sample
+from rinha.tools.bench.plotting import counter_per_bin, gauge_sum
 
 KEY = 'rinha_processed_total{processor="default"}'
 
@@ -62,7 +62,7 @@ def test_cpu_split_names_nginx_and_each_instance() -> None:
     import sys
     import time
 
-    from rinha.bench.runner import _Run
+    from rinha.tools.bench.runner import _Run
 
     spin = (
         "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\n"

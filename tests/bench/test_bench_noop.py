@@ -1,4 +1,4 @@
-"""rinha.bench.noop, the stand-in instance of `rinha bench --floor`."""
+"""rinha.tools.bench.noop, the stand-in instance of `rinha bench --floor`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rinha.bench import noop
-from rinha.bench.runner import _Run
+from rinha.tools.bench import noop
+from rinha.tools.bench.runner import _Run
 
 
 def test_noop_answers_every_request_at_once_pipelined(tmp_path: Path) -> None:

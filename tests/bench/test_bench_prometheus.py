@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rinha.bench.metrics import PrometheusParseError, parse_prometheus, sample_key
+from rinha.tools.bench.metrics import PrometheusParseError, parse_prometheus, sample_key
 
 TEXT = """\
 # HELP rinha_accepted_total Payments accepted.

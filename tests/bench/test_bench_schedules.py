@@ -2,8 +2,8 @@
 
 import pytest
 
-from rinha.bench import schedules
-from rinha.bench.schedules import OK, Phase, ProcState, Schedule
+from rinha.tools.bench import schedules
+from rinha.tools.bench.schedules import OK, Phase, ProcState, Schedule
 
 
 def test_names() -> None:

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from rinha.bench.scoring import (
+from rinha.tools.bench.scoring import (
     ScoreInput,
     Totals,
     bonus,

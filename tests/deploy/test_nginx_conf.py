@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rinha.stack import NginxNotFound, find_nginx, render_nginx_conf
+from rinha.tools.stack import NginxNotFound, find_nginx, render_nginx_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = ROOT / "nginx" / "docker-entrypoint.sh"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rinha.stack import NginxNotFound, find_nginx, free_port, render_nginx_conf
+from rinha.tools.stack import NginxNotFound, find_nginx, free_port, render_nginx_conf
 
 SUMMARY = (
     b'{"default":{"totalRequests":0,"totalAmount":0},'

@@ -1,4 +1,4 @@
-"""rinha/stack.py without starting a stack: errors, helpers, the CLI's refusals."""
+"""rinha/tools/stack.py without starting a stack: errors, helpers, the CLI's refusals."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-import rinha.stack as stack
+import rinha.tools.stack as stack
 from rinha.__main__ import main
-from rinha.stack import NginxNotFound, Stack, StackConfig, StackError
+from rinha.tools.stack import NginxNotFound, Stack, StackConfig, StackError
 
 
 def test_missing_nginx_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +102,7 @@ def test_describe_exit() -> None:
 def test_import_is_cheap() -> None:
     """`rinha serve` imports every subcommand module: ours must not drag subprocess & co."""
     code = (
-        "import sys; before = set(sys.modules); import rinha.stack; "
+        "import sys; before = set(sys.modules); import rinha.tools.stack; "
         "heavy = {'subprocess', 'tempfile', 'shutil', 'urllib.request', 'socket', 'asyncio'}; "
         "print(sorted(heavy & (set(sys.modules) - before)))"
     )

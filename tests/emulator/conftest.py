@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from emu_helpers import WINDOW
 
-from rinha.emulator import start_processor
-from rinha.emulator.app import RunningProcessor
+from rinha.tools.emulator import start_processor
+from rinha.tools.emulator.app import RunningProcessor
 
 
 @pytest.fixture

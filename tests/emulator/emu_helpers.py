@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from rinha.emulator.app import RunningProcessor
+from rinha.tools.emulator.app import RunningProcessor
 
 TOKEN = "123"
 ADMIN = {"X-Rinha-Token": TOKEN}

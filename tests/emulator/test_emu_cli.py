@@ -20,7 +20,7 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.timeout(20)
-@pytest.mark.parametrize("entry", [["-m", "rinha", "processor"], ["-m", "rinha.emulator"]])
+@pytest.mark.parametrize("entry", [["-m", "rinha", "processor"], ["-m", "rinha.tools.emulator"]])
 def test_cli_serves_until_sigterm(entry: list[str]) -> None:
     cmd = [sys.executable, *entry, "--port", "0", "--delay-ms", "7", "--failure"]
     with subprocess.Popen(
@@ -45,5 +45,5 @@ def test_cli_serves_until_sigterm(entry: list[str]) -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, rinha.emulator; sys.exit('aiohttp' in sys.modules)"
+    code = "import sys, rinha.tools.emulator; sys.exit('aiohttp' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env()).returncode == 0

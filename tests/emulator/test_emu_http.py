@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from emu_helpers import ADMIN, WINDOW, payment, post
 
-from rinha.emulator import start_processor
-from rinha.emulator.app import RunningProcessor
+from rinha.tools.emulator import start_processor
+from rinha.tools.emulator.app import RunningProcessor
 
 Http = aiohttp.ClientSession
 

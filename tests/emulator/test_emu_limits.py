@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from rinha.emulator.limits import ConcurrencyLimiter, FixedWindowLimiter
+from rinha.tools.emulator.limits import ConcurrencyLimiter, FixedWindowLimiter
 
 
 def test_fixed_window_one_now_two_queued_then_refused() -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from rinha.emulator.store import (
+from rinha.tools.emulator.store import (
     InvalidValue,
     PaymentStore,
     canonical_uuid,

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from rinha.emulator import start_processor
+from rinha.tools.emulator import start_processor
 
 TOKEN = {"X-Rinha-Token": "123"}
 

@@ -18,7 +18,7 @@ import pytest
 
 from rinha import fast
 from rinha.config import Config
-from rinha.emulator import start_processor
+from rinha.tools.emulator import start_processor
 from rinha.server import start, stop
 
 TOKEN = {"X-Rinha-Token": "123"}

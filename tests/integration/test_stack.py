@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rinha.stack import NginxNotFound, Stack, StackConfig, _children_of, find_nginx, free_port
+from rinha.tools.stack import NginxNotFound, Stack, StackConfig, _children_of, find_nginx, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = {"X-Rinha-Token": "123"}
@@ -393,18 +393,18 @@ def test_existing_processors_are_used_instead_of_emulators(tmp_path: Path) -> No
 
 
 def test_floor_stack_runs_noop_upstreams_behind_the_same_nginx(tmp_path: Path) -> None:
-    """`rinha bench --floor`: the instances are rinha.bench.noop, which answer at once and
+    """`rinha bench --floor`: the instances are rinha.tools.bench.noop, which answer at once and
     never reach a processor."""
     config = StackConfig(
         port=0,
         default_port=0,
         fallback_port=0,
         log_dir=str(tmp_path / "logs"),
-        instance_args=("-m", "rinha.bench.noop", "serve"),
+        instance_args=("-m", "rinha.tools.bench.noop", "serve"),
     )
     with Stack(config) as info:
         for pid in info.instance_pids:
-            assert b"rinha.bench.noop" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert b"rinha.tools.bench.noop" in Path(f"/proc/{pid}/cmdline").read_bytes()
         body = {"correlationId": str(uuid.uuid4()), "amount": 10.0}
         assert http("POST", info.url + "/payments", body) == (202, b"")
         assert http("POST", info.url + "/payments", body) == (202, b""), "no duplicate check"

@@ -1,5 +1,5 @@
 """`rinha up`'s supervision, for real: Nginx, emulated processors and no-op instances
-(rinha.bench.noop, which answer every request at once) as child processes; instances killed
+(rinha.tools.bench.noop, which answer every request at once) as child processes; instances killed
 with SIGKILL, no mocks.
 
 The no-op stands in for `rinha serve` so that these tests depend on nothing but the stack
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from rinha.stack import NginxNotFound, Stack, StackConfig, StackInfo, find_nginx
+from rinha.tools.stack import NginxNotFound, Stack, StackConfig, StackInfo, find_nginx
 
 pytestmark = pytest.mark.slow
 
-NOOP = ("-m", "rinha.bench.noop", "serve")
+NOOP = ("-m", "rinha.tools.bench.noop", "serve")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,7 +110,7 @@ def test_a_killed_instance_is_restarted_while_nginx_keeps_serving(
     assert len(answers) >= 10 and set(answers) == {202}, answers
     new = stack.instance_pids()[0]
     assert alive(new) and not alive(old)
-    assert b"rinha.bench.noop" in Path(f"/proc/{new}/cmdline").read_bytes()
+    assert b"rinha.tools.bench.noop" in Path(f"/proc/{new}/cmdline").read_bytes()
     assert stack.instance_pids()[1] == info.instance_pids[1], "api2 untouched"
     assert stack.restarts == 1
     assert info.instance_pids[0] == old, "StackInfo keeps the PIDs as started"
@@ -170,7 +170,7 @@ def test_a_crash_loop_backs_off_and_stop_ends_the_last_one(
         f"if os.path.exists({str(marker)!r}):\n"
         "    sys.exit(3)\n"
         "sys.argv = ['noop', 'serve']\n"
-        "runpy.run_module('rinha.bench.noop', run_name='__main__')\n",
+        "runpy.run_module('rinha.tools.bench.noop', run_name='__main__')\n",
         encoding="utf-8",
     )
     stack = Stack(

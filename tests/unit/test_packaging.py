@@ -1,14 +1,18 @@
 """The version is written once (rinha.__version__): the installed metadata, `rinha --version`
-and pyproject.toml agree with it; the pins of constraints.txt and the dev extra are exact."""
+and pyproject.toml agree with it; the pins of constraints.txt and the dev extra are exact; the
+service (rinha/*) imports nothing from its tools (rinha/tools/), and builds without them."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -85,7 +89,12 @@ def test_constraints_pin_every_runtime_and_build_dependency_exactly() -> None:
         assert name in pins, f"constraints.txt does not pin {name}"
         (spec,) = pins[name].specifier
         assert spec.operator == "==", f"{name} is not pinned exactly: {pins[name]}"
-    declared = PYPROJECT["project"]["dependencies"] + PYPROJECT["build-system"]["requires"]
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    declared = (
+        PYPROJECT["project"]["dependencies"]
+        + PYPROJECT["build-system"]["requires"]
+        + extras["tools"]
+    )
     for requirement in map(Requirement, declared):
         pin = pins[requirement.name.lower()]
         version = next(iter(pin.specifier)).version
@@ -107,3 +116,59 @@ def test_pre_commit_hooks_use_the_virtualenvs_pinned_tools() -> None:
     for hook in hooks.values():
         assert hook["language"] == "system"
         assert hook["entry"].startswith(".venv/bin/")
+
+
+SERVICE_MODULES = sorted(p for p in (ROOT / "rinha").glob("*.py"))
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module an `import` / `from ... import` in `path` names, relative ones resolved."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "rinha." * (node.level > 0) + (node.module or "")
+            names.add(base.rstrip("."))
+            names.update(f"{base.rstrip('.')}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_service_imports_nothing_from_the_tools() -> None:
+    assert len(SERVICE_MODULES) > 10
+    for path in SERVICE_MODULES:
+        tools = {m for m in _imported_modules(path) if m.startswith("rinha.tools")}
+        assert not tools, f"{path.name} imports {sorted(tools)}"
+        assert "aiohttp" not in {m.split(".")[0] for m in _imported_modules(path)}, path.name
+
+
+def test_serving_loads_neither_the_tools_nor_aiohttp() -> None:
+    code = (
+        "import sys, rinha.server, rinha.app, rinha.protocol, rinha.health, rinha.metrics\n"
+        "bad = [m for m in sys.modules if m.startswith('rinha.tools') or m == 'aiohttp']\n"
+        "print(bad)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_service_only_wheel_holds_no_tools(tmp_path: Path) -> None:
+    """RINHA_SERVICE_ONLY=1 (what the Docker image builds): rinha/ without rinha/tools/."""
+    env = dict(os.environ, RINHA_SERVICE_ONLY="1")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("rinha-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rinha/server.py" in names
+    assert any(n.startswith("rinha/_fast.") and n.endswith(".so") for n in names)
+    assert not [n for n in names if n.startswith("rinha/tools")]
+    requires = next(n for n in names if n.endswith("METADATA"))
+    metadata = zipfile.ZipFile(wheel).read(requires).decode()
+    runtime = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert not [line for line in runtime if "aiohttp" in line and "extra ==" not in line]

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rinha.bench.machine import Jiffies, cpu_times
+from rinha.tools.bench.machine import Jiffies, cpu_times
 
 
 class PrometheusParseError(ValueError):

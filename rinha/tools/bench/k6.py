@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rinha.bench.schedules import PROCESSORS, Schedule
-from rinha.bench.scoring import ScoreInput, Totals, to_cents
+from rinha.tools.bench.schedules import PROCESSORS, Schedule
+from rinha.tools.bench.scoring import ScoreInput, Totals, to_cents
 
 SCRIPT = Path(__file__).with_name("rinha.js")
 K6_VERSION = "1.1.0"

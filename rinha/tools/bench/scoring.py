@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
-from rinha.bench.schedules import PROCESSORS, Schedule
+from rinha.tools.bench.schedules import PROCESSORS, Schedule
 
 FEES: dict[str, Fraction] = {"default": Fraction(5, 100), "fallback": Fraction(15, 100)}
 MAX_BONUS = Fraction(20, 100)  # SPEC: "20 % at p99 <= 1 ms"

@@ -14,10 +14,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from rinha.bench import k6, schedules, scoring
-from rinha.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
-from rinha.bench.machine import cpu_times, steal_per_bucket, steal_share
-from rinha.bench.metrics import MetricsSampler
+from rinha.tools.bench import k6, schedules, scoring
+from rinha.tools.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
+from rinha.tools.bench.machine import cpu_times, steal_per_bucket, steal_share
+from rinha.tools.bench.metrics import MetricsSampler
 
 PROGRESS_EVERY_S = 10.0
 
@@ -51,7 +51,7 @@ def _proc_usage(pid: int) -> tuple[float, int] | None:
     return cpu, hwm
 
 
-FLOOR_MODULE = "rinha.bench.noop"
+FLOOR_MODULE = "rinha.tools.bench.noop"
 
 
 def _is_instance(pid: int) -> bool:
@@ -143,7 +143,7 @@ class _Run:
                 _split(a.metrics),
                 [int(p) for p in _split(a.pids)],
             )
-        from rinha.stack import Stack, StackConfig, find_nginx
+        from rinha.tools.stack import Stack, StackConfig, find_nginx
 
         config = StackConfig(
             port=a.port,
@@ -598,7 +598,7 @@ def run(args: argparse.Namespace) -> int:
     print(text, flush=True)
     if not args.no_plot:
         try:
-            from rinha.bench.plotting import plot
+            from rinha.tools.bench.plotting import plot
 
             png = plot(result, samples, out / "report.png")
             print(f"report         {png}")

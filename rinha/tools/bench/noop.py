@@ -1,4 +1,4 @@
-"""`python -m rinha.bench.noop serve`: a stand-in instance that does nothing but answer.
+"""`python -m rinha.tools.bench.noop serve`: a stand-in instance that does nothing but answer.
 
 `rinha bench --floor` runs two of these behind the same Nginx config instead of `rinha serve`:
 every request is answered at once (POST 202, GET 200 with an empty summary), nothing is
@@ -55,7 +55,7 @@ async def serve(bind: str) -> None:
 
 def main(argv: list[str]) -> int:
     if argv[1:] != ["serve"]:
-        print("usage: python -m rinha.bench.noop serve   (binds RINHA_BIND)", file=sys.stderr)
+        print("usage: python -m rinha.tools.bench.noop serve   (binds RINHA_BIND)", file=sys.stderr)
         return 2
     uvloop.run(serve(os.environ.get("RINHA_BIND", "127.0.0.1:9999")))
     return 0

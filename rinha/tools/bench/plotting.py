@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rinha.bench.metrics import Sample
+from rinha.tools.bench.metrics import Sample
 
 
 def counter_per_bin(

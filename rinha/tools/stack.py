@@ -212,15 +212,21 @@ def find_nginx() -> str:
     )
 
 
+def _source_root() -> str:
+    """The folder holding the `rinha` package that runs us (a checkout's root when editable)."""
+    import rinha
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(rinha.__file__)))
+
+
 def template_path() -> str:
     """The Nginx template: $RINHA_NGINX_TEMPLATE, else nginx/ of the source tree (checkout or
     editable install), else <prefix>/share/rinha/nginx/ (a wheel's data files)."""
     override = os.environ.get("RINHA_NGINX_TEMPLATE")
     if override:
         return override
-    here = os.path.dirname(os.path.abspath(__file__))
     candidates = (
-        os.path.join(os.path.dirname(here), "nginx", TEMPLATE_NAME),
+        os.path.join(_source_root(), "nginx", TEMPLATE_NAME),
         os.path.join(sys.prefix, "share", "rinha", "nginx", TEMPLATE_NAME),
     )
     for candidate in candidates:
@@ -533,9 +539,8 @@ class Stack:
             os.makedirs(self.config.log_dir, exist_ok=True)
             log = open(os.path.join(self.config.log_dir, f"{name}.log"), "ab")  # noqa: SIM115
         # children run the very rinha that runs us, installed or not
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_source_root(), env.get("PYTHONPATH")]))
         child = _Child(name, kind, self._popen(cmd, env, log), log, cmd, env)
         self.children.append(child)
         return child

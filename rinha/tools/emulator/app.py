@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from rinha.emulator.limits import ConcurrencyLimiter, FixedWindowLimiter
-from rinha.emulator.store import (
+from rinha.tools.emulator.limits import ConcurrencyLimiter, FixedWindowLimiter
+from rinha.tools.emulator.store import (
     InvalidValue,
     PaymentStore,
     canonical_uuid,

@@ -31,14 +31,14 @@ def parse_duration(text: str) -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rinha.bench.runner import run
+    from rinha.tools.bench.runner import run
 
     return run(args)
 
 
 def add_parser(subparsers: Any) -> None:
     """Register the `bench` subcommand."""
-    from rinha.bench.schedules import NAMES, describe
+    from rinha.tools.bench.schedules import NAMES, describe
 
     p = subparsers.add_parser(
         "bench",
@@ -96,7 +96,7 @@ def add_parser(subparsers: Any) -> None:
     stack.add_argument(
         "--floor",
         action="store_true",
-        help="run no-op upstreams (rinha.bench.noop) instead of the instances: the latency "
+        help="run no-op upstreams (rinha.tools.bench.noop) instead of the instances: the latency "
         "floor of this machine, Nginx and k6 scenario (score and consistency meaningless)",
     )
 

@@ -1,15 +1,15 @@
-"""`python -m rinha.emulator [options]`: the same as `rinha processor [options]`, standalone."""
+"""`python -m rinha.tools.emulator [options]`: the same as `rinha processor [options]`, standalone."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rinha.emulator import add_parser
+from rinha.tools.emulator import add_parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rinha.emulator")
+    parser = argparse.ArgumentParser(prog="python -m rinha.tools.emulator")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["processor", *(sys.argv[1:] if argv is None else argv)])
     return int(args.handler(args))

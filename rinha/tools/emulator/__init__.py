@@ -45,11 +45,12 @@ Importing this package is cheap: aiohttp is loaded only by `run` / `start_proces
 from __future__ import annotations
 
 import argparse
+import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rinha.emulator.app import RunningProcessor, start_processor
+    from rinha.tools.emulator.app import RunningProcessor, start_processor
 
 __all__ = ["RunningProcessor", "add_parser", "run", "start_processor"]
 
@@ -116,7 +117,13 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve on uvloop until SIGINT/SIGTERM; the exit code."""
-    from rinha.emulator.app import serve
+    try:
+        from rinha.tools.emulator.app import serve
+    except ModuleNotFoundError as exc:  # aiohttp: the tools extra
+        print(
+            f"rinha processor: {exc.name} is missing: pip install 'rinha[tools]'", file=sys.stderr
+        )
+        return 2
 
     return serve(args)
 
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 def __getattr__(name: str) -> Any:
     """`start_processor` and `RunningProcessor` load aiohttp: import them on first use."""
     if name in ("start_processor", "RunningProcessor"):
-        from rinha.emulator import app
+        from rinha.tools.emulator import app
 
         return getattr(app, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
