@@ -18,8 +18,8 @@ import pytest
 
 from rinha import fast
 from rinha.config import Config
-from rinha.tools.emulator import start_processor
 from rinha.server import start, stop
+from rinha.tools.emulator import start_processor
 
 TOKEN = {"X-Rinha-Token": "123"}
 

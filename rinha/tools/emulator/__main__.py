@@ -1,4 +1,4 @@
-"""`python -m rinha.tools.emulator [options]`: the same as `rinha processor [options]`, standalone."""
+"""`python -m rinha.tools.emulator [options]`: `rinha processor [options]`, standalone."""
 
 from __future__ import annotations
 
