@@ -290,7 +290,7 @@ class Config:
 
     def validate(self) -> None:
         """ValueError naming the variable and what is wrong with it, for the first bad one."""
-        from .http_client import Address
+        from .address import Address
 
         config = self
         for var, text in (
@@ -301,11 +301,9 @@ class Config:
             *(("RINHA_PEERS", peer) for peer in config.peers),
         ):
             try:
-                address = Address.parse(text)
+                Address.parse(text)
             except ValueError as exc:
                 raise ValueError(f"{var}: {exc}") from None
-            if address.port is not None and not 0 <= address.port <= 65535:
-                raise ValueError(f"{var}: port {address.port} is not in 0..65535")
         if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError(
                 f"RINHA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {config.log_level!r}"

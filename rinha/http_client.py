@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import httptools
+
+from .address import Address
 
 
 class ConnectFailed(ConnectionError):
@@ -21,35 +22,6 @@ class ConnectFailed(ConnectionError):
 
 class OutcomeUnknown(ConnectionError):
     """The request was written but no complete answer came back (timeout or connection lost)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """`http://host:port`, `host:port` or `unix:/path.sock`."""
-
-    host: str | None
-    port: int | None
-    unix_path: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> Address:
-        if text.startswith("unix:"):
-            path = text[5:]
-            if not path:
-                raise ValueError(f"empty unix socket path in {text!r}")
-            return cls(None, None, path)
-        rest = text.removeprefix("http://").rstrip("/")
-        host, sep, port = rest.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"address must be http://host:port or unix:/path, got {text!r}")
-        return cls(host, int(port), None)
-
-    @property
-    def host_header(self) -> str:
-        return "localhost" if self.unix_path else f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"unix:{self.unix_path}" if self.unix_path else f"http://{self.host}:{self.port}"
 
 
 def build_request(

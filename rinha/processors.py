@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from .http_client import Address, HttpPool, build_request
+from .address import Address
+from .http_client import HttpPool, build_request
 
 log = logging.getLogger("rinha.processors")
 

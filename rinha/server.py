@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from .address import Address
 from .config import SETTINGS, Config, help_table
 
 log = logging.getLogger("rinha.server")
@@ -62,8 +63,9 @@ async def listen(
     or `host:port`. Shared with the bench's no-op stand-in (rinha.tools.bench.noop), so that the
     floor it measures listens exactly as an instance does."""
     loop = asyncio.get_running_loop()
-    if bind.startswith("unix:"):
-        path = bind[5:]
+    address = Address.parse(bind)
+    if address.unix_path:
+        path = address.unix_path
         if os.path.exists(path):
             os.unlink(path)  # a stale socket from a previous run
         # created with no access for others, then opened up to `mode`: never world-writable
@@ -75,9 +77,8 @@ async def listen(
             os.umask(old_umask)
         os.chmod(path, mode)
         return server
-    host, _, port = bind.rpartition(":")
     return await loop.create_server(
-        protocol_factory, host or None, int(port), backlog=4096, reuse_address=True
+        protocol_factory, address.host, address.port or 0, backlog=4096, reuse_address=True
     )
 
 
@@ -147,9 +148,10 @@ async def stop(app, servers, tasks, drain_s: float | None = None) -> int:  # typ
     left = await app.dispatcher.drain(drain_s)
     await app.close()
     for bind in (app.config.bind, app.config.internal_address):
-        if bind.startswith("unix:"):
+        path = Address.parse(bind).unix_path
+        if path:
             try:
-                os.unlink(bind[5:])
+                os.unlink(path)
             except FileNotFoundError:
                 pass
     return left
