@@ -14,7 +14,7 @@ SERVICE_ONLY = os.environ.get("RINHA_SERVICE_ONLY", "") not in ("", "0")
 
 packages = ["rinha"]
 if not SERVICE_ONLY:
-    packages += ["rinha.tools", "rinha.tools.bench", "rinha.tools.emulator"]
+    packages += ["rinha.tools", "rinha.tools.bench", "rinha.tools.emulator", "rinha.tools.stack"]
 
 directives = {"language_level": "3"}
 macros = []

@@ -1,4 +1,4 @@
-"""rinha/tools/stack.py without starting a stack: errors, helpers, the CLI's refusals."""
+"""rinha/tools/stack/ without starting a stack: errors, helpers, the CLI's refusals."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 import rinha.tools.stack as stack
 from rinha.__main__ import main
 from rinha.tools.stack import NginxNotFound, Stack, StackConfig, StackError
+from rinha.tools.stack import nginx as stack_nginx
+from rinha.tools.stack.processes import children_of, describe_exit
 
 
 def test_missing_nginx_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(stack, "NGINX_CANDIDATES", ())
+    monkeypatch.setattr(stack_nginx, "NGINX_CANDIDATES", ())
     with pytest.raises(NginxNotFound, match="apt-get install nginx"):
         stack.find_nginx()
 
@@ -25,7 +27,7 @@ def test_rinha_up_without_nginx_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(stack, "NGINX_CANDIDATES", ())
+    monkeypatch.setattr(stack_nginx, "NGINX_CANDIDATES", ())
     assert main(["up", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "nginx not found" in err and "apt-get install nginx" in err
@@ -88,15 +90,15 @@ def test_a_child_dying_at_start_is_named_and_the_rest_stopped(tmp_path) -> None:
 def test_children_of_finds_direct_children() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in stack._children_of(os.getpid())
+        assert child.pid in children_of(os.getpid())
     finally:
         child.kill()
         child.wait()
 
 
 def test_describe_exit() -> None:
-    assert stack._describe_exit(1) == "exit code 1"
-    assert stack._describe_exit(-9) == "killed by SIGKILL"
+    assert describe_exit(1) == "exit code 1"
+    assert describe_exit(-9) == "killed by SIGKILL"
 
 
 def test_import_is_cheap() -> None:
@@ -214,3 +216,18 @@ def test_cli_up_has_data_dir_and_no_restart() -> None:
     assert args.data_dir == "/d" and args.no_restart
     args = parser.parse_args(["up"])
     assert args.data_dir is None and not args.no_restart
+
+
+def test_setup_py_ships_every_tools_package() -> None:
+    """A package missing from setup.py's list is left out of the wheel (`rinha up` breaks)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "setup.py").read_text(encoding="utf-8")
+    packages = [
+        ".".join(init.parent.relative_to(root).parts)
+        for init in sorted((root / "rinha" / "tools").rglob("__init__.py"))
+    ]
+    assert "rinha.tools.stack" in packages
+    for name in packages:
+        assert f'"{name}"' in text, f"setup.py does not list {name}"
