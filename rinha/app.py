@@ -27,8 +27,8 @@ class App:
         self.config = config
         self.fast = fast  # rinha._fast or rinha._reference (see rinha.fast)
         self.processors = (
-            Processor(DEFAULT, config.default_url),
-            Processor(FALLBACK, config.fallback_url),
+            Processor(DEFAULT, config.default_url, config),
+            Processor(FALLBACK, config.fallback_url, config),
         )
         self.ledgers = (fast.Ledger(), fast.Ledger())  # per processor: (epoch ms, int cents)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)

@@ -28,73 +28,24 @@ from typing import Any
 from .config import Config
 from .fast import J_ACCEPT, J_ATTEMPT
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
-from .processors import DEFAULT, FALLBACK, Processor, now_ms
+from .pacing import CatchUp
+from .payment import Payment
+from .processors import (
+    ANSWERED,
+    DEFAULT,
+    FAILED,
+    FALLBACK,
+    NO_EVIDENCE,
+    STORED,
+    Processor,
+    now_ms,
+)
 from .recovery import UNPINNED, Pending
+from .routing import choose_processor, may_probe, next_look_ms
 
 log = logging.getLogger("rinha.dispatcher")
 
 COMPACT_MIN_BYTES = 64 << 20  # the journal is rewritten once past this and twice its last size
-
-
-class Payment:
-    __slots__ = ("correlation_id", "cents", "pinned", "requested_at_ms", "body", "checked_ms")
-
-    def __init__(self, correlation_id: str, cents: int) -> None:
-        self.correlation_id = correlation_id
-        self.cents = cents  # int cents
-        self.pinned = UNPINNED  # processor index whose earlier attempt has an unknown outcome
-        self.requested_at_ms = 0  # epoch ms of the latest attempt (the pinned one, once pinned)
-        self.body = b""  # that attempt's exact JSON body
-        self.checked_ms = 0  # epoch ms of the last settle lookup
-
-
-def choose_processor(
-    d: Processor, f: Processor, now: int, config: Config, in_flight: int
-) -> int | None:
-    """Where the next unpinned payment goes: DEFAULT, FALLBACK, or None (hold it).
-
-    Profit first: default whenever it works; fallback only once default has been unusable
-    longer than the hold budget, fallback is healthy and fast, and default has failed a call
-    sent after fallback became usable (when both recover together, fallback's quick answer
-    must not drain the backlog before default's next probe is back); a slow-but-working
-    processor only as a last resort, so that nothing stays unprocessed.
-    Reads the usability computed by the last `Processor.refresh`.
-    """
-    if in_flight >= config.max_in_flight:
-        return None
-    if d.ok:
-        return DEFAULT
-    default_down_ms = d.unusable_for_ms(now)
-    spill = default_down_ms >= config.hold_ms
-    if spill and f.ok and d.bad_sent_ms >= f.ok_since_ms:
-        return FALLBACK
-    if may_probe(d, now, config):
-        return DEFAULT
-    if spill and not f.ok and may_probe(f, now, config):
-        return FALLBACK
-    if default_down_ms >= config.last_resort_ms and f.unusable_for_ms(now) >= config.last_resort_ms:
-        for p in (d, f):  # slow but answering: better late (and a risk of skew) than never
-            if not p.is_failing(now):
-                return p.index
-    return None
-
-
-MAX_PROBES = 8  # calls at once to an unusable processor
-
-
-def may_probe(p: Processor, now: int, config: Config) -> bool:
-    """May an unusable processor get one more call now?
-
-    A probe every RINHA_RETRY_MAX_MS at most (after its back-off), up to MAX_PROBES out at
-    once, so that a recovery is seen within that time even when answers take seconds to come
-    back. A probe to a failing processor stores nothing; one to a slow processor completes
-    late, at a random instant: a few per second put the judge's counts at a negligible risk.
-    """
-    if now < p.next_probe_ms:
-        return False
-    return p.in_flight == 0 or (
-        p.in_flight < MAX_PROBES and now - p.last_probe_ms >= config.retry_max_ms
-    )
 
 
 class Dispatcher:
@@ -126,17 +77,12 @@ class Dispatcher:
         self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        # pacing (see _budget): new arrivals go out at once, a backlog at catch_up_per_s
-        self._paced = config.catch_up_per_s > 0
-        self._arrived = 0  # payments submitted since the last pump
-        self._catch_up = 0.0  # calls allowed beyond new arrivals, earned at catch_up_per_s
-        self._catch_up_at = 0.0  # loop time _catch_up was last topped up
-        self._drain_deadline = 0.0  # loop time a paced drain under way must end by (0: none)
+        self._pacing = CatchUp(config)  # new arrivals go out at once, a backlog at a pace
 
     # ------------------------------------------------------------------ intake
     def submit(self, correlation_id: str, cents: int) -> None:
         self.fresh.append(Payment(correlation_id, cents))
-        self._arrived += 1
+        self._pacing.arrive()
         self._wake()
 
     @property
@@ -161,29 +107,16 @@ class Dispatcher:
         if pending.pinned == UNPINNED:
             self.fresh.append(payment)
         else:
-            self._pin(
-                payment,
-                pending.pinned,
-                pending.requested_at_ms,
-                self._payment_body(payment.correlation_id, payment.cents, pending.requested_at_ms),
-            )
+            requested_at = pending.requested_at_ms
+            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
+            payment.pin(pending.pinned, requested_at, body)
             self.pinned[pending.pinned].append(payment)
-
-    def _pin(self, payment: Payment, processor: int, requested_at: int, body: bytes) -> None:
-        payment.pinned = processor
-        payment.requested_at_ms = requested_at
-        payment.body = body
 
     @property
     def in_doubt(self) -> int:
         """Pinned payments (an attempt's outcome is unknown): queued, looked up or out again.
         Counted when asked (a scrape), not kept up to date per payment."""
-        out = sum(
-            1
-            for proc in self.processors
-            for p in proc.call_starts
-            if getattr(p, "pinned", UNPINNED) != UNPINNED
-        )
+        out = sum(1 for proc in self.processors for p in proc.call_starts if p.pinned != UNPINNED)
         return len(self.pinned[0]) + len(self.pinned[1]) + len(self._lookups) + out
 
     def pending_records(self) -> list[tuple[int, str, int, int, int]]:
@@ -192,7 +125,7 @@ class Dispatcher:
         attempts: list[tuple[Payment, int]] = [(p, p.pinned) for q in self.pinned for p in q]
         attempts += [(p, p.pinned) for p in self._lookups]
         for proc in self.processors:  # in flight: the attempt out now
-            attempts += [(p, proc.index) for p in proc.call_starts if isinstance(p, Payment)]
+            attempts += [(p, proc.index) for p in proc.call_starts]
         for payment in self.fresh:
             records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
         for payment, processor in attempts:
@@ -243,50 +176,17 @@ class Dispatcher:
         self._pump_at = at
         self._pump_timer = loop.call_at(at, self._pump)
 
-    def _budget(self) -> tuple[int, int]:
-        """(calls this pump may start, how many of them are new arrivals' own).
-
-        Every payment that arrived since the last pump brings its own call; on top of that,
-        queued payments (held through an outage, or retried) go out at RINHA_CATCH_UP_PER_S.
-        When a processor recovers, the backlog drains at that pace instead of at
-        launch_per_tick every tick: a full-speed drain (~6,000 calls/s for the cluster) kept
-        the processors and the instances busy enough to slow the clients' answers. Published
-        run, in the second default came back: 22-64 answers over 1.2 ms at full speed, 2-21
-        paced (one busy-hour run: 33); p99 -0.17 ms, the median over 6 interleaved pairs
-        (docs/PERFORMANCE.md set E).
-
-        A drain under way ends by RINHA_CATCH_UP_MS after it began: when the backlog is too
-        big for that at the base pace, the pace rises (a backlog built late in a run must
-        still be processed before the run ends).
-        """
-        cap = self.config.launch_per_tick
-        arrived, self._arrived = self._arrived, 0
-        if not self._paced:
-            return cap, cap
-        assert self._loop is not None
-        now = self._loop.time()
-        rate = float(self.config.catch_up_per_s)  # calls/s
-        if self._drain_deadline:
-            left_s = self._drain_deadline - now
-            if left_s <= self._tick_s:
-                return cap, arrived  # out of time: full speed
-            rate = max(rate, self.backlog / left_s)
-        earned = (now - self._catch_up_at) * rate
-        self._catch_up_at = now
-        # no hoarding while idle: at most two ticks' worth (timers fire a little late)
-        self._catch_up = min(self._catch_up + earned, max(1.0, 2 * rate * self._tick_s))
-        return min(cap, arrived + int(self._catch_up + 1e-9)), arrived  # 1e-9: float sums
-
     def _pump(self) -> None:
         """Start the calls that routing, capacity and pacing allow, a bounded number per tick."""
         self._pump_timer = None
         config = self.config
         now = now_ms()
         d, f = self.processors
-        d.refresh(now, config.slow_ms)
-        f.refresh(now, config.slow_ms)
-        budget, arrived = self._budget()
-        allowed = budget
+        d.refresh(now)
+        f.refresh(now)
+        assert self._loop is not None
+        allowed, arrived = self._pacing.budget(self._loop.time(), self.backlog)
+        budget = allowed
         launches: list[tuple[Payment, Processor, int, bytes]] = []
         for p in self.processors:
             queue = self.pinned[p.index]
@@ -294,7 +194,7 @@ class Dispatcher:
                 queue
                 and budget
                 and self.in_flight < config.max_in_flight
-                and (p.ok or may_probe(p, now, config))
+                and (p.ok or may_probe(p, now))
             ):
                 payment = queue.popleft()
                 settle_after = config.settle_after_ms
@@ -319,31 +219,19 @@ class Dispatcher:
             for launch in launches:
                 self._send(*launch)
         backlog = self.backlog
-        if self._paced:  # arrivals' own calls first; what is left of them is not carried
-            self._catch_up = max(0.0, self._catch_up - max(0, allowed - budget - arrived))
-            if not budget and backlog:  # sending as fast as allowed, more waits: a drain
-                if not self._drain_deadline:  # _catch_up_at: this pump's loop time
-                    self._drain_deadline = self._catch_up_at + config.catch_up_ms / 1000
-            else:  # drained, or held back by routing: the next drain gets a window of its own
-                self._drain_deadline = 0.0
+        self._pacing.spent(allowed, allowed - budget, arrived, backlog)
         if not backlog:
             return
         if not budget:
             self._wake()  # more to do: next tick, after the clients' I/O
         elif self.in_flight < config.max_in_flight:
             # held: look again after the earliest back-off (a finished call also wakes us)
-            soonest = min(
-                max(p.next_probe_ms, p.last_probe_ms + config.retry_max_ms) for p in self.processors
-            )
-            self._wake(max(soonest - now, config.retry_min_ms) / 1000)
+            self._wake(next_look_ms(self.processors, now, config) / 1000)
 
     def _prepare(
         self, payment: Payment, p: Processor, now: int
     ) -> tuple[Payment, Processor, int, bytes]:
         """Count one attempt as out and journal it; `_send` sends it."""
-        if not p.ok:
-            p.last_probe_ms = now
-        p.in_flight += 1
         if payment.pinned == p.index:  # the identical body: same requestedAt, already journaled
             requested_at, body = payment.requested_at_ms, payment.body
         else:
@@ -351,7 +239,7 @@ class Dispatcher:
             body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
             payment.requested_at_ms = requested_at
             self.journal.attempt(payment.correlation_id, payment.cents, p.index, requested_at)
-        p.call_starts[payment] = now  # a payment has one attempt out at most
+        p.start_call(payment, now)  # a payment has one attempt out at most
         return payment, p, requested_at, body
 
     def _send(self, payment: Payment, p: Processor, requested_at: int, body: bytes) -> None:
@@ -363,7 +251,7 @@ class Dispatcher:
         )
 
     def _launch_settle(self, payment: Payment, p: Processor, now: int) -> None:
-        p.in_flight += 1
+        p.start_lookup()
         payment.checked_ms = now
         self._lookups.add(payment)
         task = asyncio.get_running_loop().create_task(self._settle(payment, p))
@@ -381,33 +269,31 @@ class Dispatcher:
         _answer: bytes,
         error: ConnectionError | None,
     ) -> None:
-        started = p.call_starts.pop(payment)  # epoch ms sent
-        p.in_flight -= 1
         now = now_ms()
         journal = self.journal
         if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
             # stored by this call, or (422) by the earlier unknown one: same requestedAt
             self.ledgers[p.index].add(requested_at, payment.cents)
             journal.stored(payment.correlation_id, payment.cents, p.index, requested_at)
-            p.processed += 1
-            self._observe(p, now, started, True)
+            p.end_call(payment, now, STORED)
         elif status == 422:
             self.processor_duplicates += 1
             journal.finished(payment.correlation_id, payment.cents)
-            self._observe(p, now, started, True)
+            p.end_call(payment, now, ANSWERED)
         elif isinstance(error, OutcomeUnknown):  # it may have been stored: pin it there
-            self._pin(payment, p.index, requested_at, body)
-            self._observe(p, now, started, False)
+            payment.pin(p.index, requested_at, body)
+            p.end_call(payment, now, FAILED)
             self._requeue(payment)
         elif status == 429 or status >= 500 or status == 0:
             # this attempt is known not stored (an earlier unknown one, if pinned, may be)
             if payment.pinned == UNPINNED:
                 journal.released(payment.correlation_id, payment.cents, p.index)
-            if status != 429:  # 429: the processor's queue is full, nothing to learn
-                self._observe(p, now, started, False)
+            # 429: the processor's queue is full, nothing to learn
+            p.end_call(payment, now, NO_EVIDENCE if status == 429 else FAILED)
             self._requeue(payment)
         else:
             self.dropped += 1
+            p.end_call(payment, now, NO_EVIDENCE)
             journal.finished(payment.correlation_id, payment.cents)
             log.error(
                 "processor %s refused payment %s for good with HTTP %d",
@@ -426,15 +312,18 @@ class Dispatcher:
             status, _ = await p.pool.request(request, self._timeout_s)
         except (ConnectFailed, OutcomeUnknown):
             pass
+        except BaseException:  # cancelled (App.close): no longer out, and nothing learnt
+            p.end_lookup(now_ms(), NO_EVIDENCE)
+            raise
         finally:
-            p.in_flight -= 1
             self._lookups.discard(payment)
+        now = now_ms()
         if status == 200:
             self.ledgers[p.index].add(payment.requested_at_ms, payment.cents)
             self.journal.stored(
                 payment.correlation_id, payment.cents, p.index, payment.requested_at_ms
             )
-            p.processed += 1
+            p.end_lookup(now, STORED)
             self.settled += 1
             log.info(
                 "settled payment %s: stored by %s at %d",
@@ -443,17 +332,13 @@ class Dispatcher:
                 payment.requested_at_ms,
             )
         elif status == 404:  # not yet, or never: it stays pinned and waits for its processor
+            p.end_lookup(now, ANSWERED)
             self._requeue(payment)
         else:
-            now = now_ms()
-            self._observe(p, now, now, False)
+            p.end_lookup(now, FAILED)
             self._requeue(payment)
         if self.backlog:  # as after an attempt: pump only for something queued
             self._wake()
-
-    def _observe(self, p: Processor, now: int, sent_ms: int, ok: bool) -> None:
-        config = self.config
-        p.observe(now, sent_ms, ok, config.slow_ms, config.retry_min_ms, config.retry_max_ms)
 
     def _requeue(self, payment: Payment) -> None:
         self.retries += 1
@@ -468,7 +353,7 @@ class Dispatcher:
         unsettled (the caller then stops everything with App.close)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        self._paced = False  # shutting down: send what is queued as fast as allowed
+        self._pacing.stop()  # shutting down: send what is queued as fast as allowed
         if self.backlog:
             self._wake(0)
         while (self.backlog or self.in_flight) and loop.time() < deadline:
@@ -489,4 +374,4 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["Dispatcher", "Payment", "choose_processor", "DEFAULT", "FALLBACK", "UNPINNED"]
+__all__ = ["Dispatcher", "Payment", "DEFAULT", "FALLBACK", "UNPINNED"]

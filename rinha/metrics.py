@@ -84,7 +84,7 @@ class AppCollector(Collector):
         now = int(time.time() * 1000)
         for p in app.processors:
             processed.add_metric([NAMES[p.index]], p.processed)
-            usable.add_metric([NAMES[p.index]], int(p.usable(now, app.config.slow_ms)))
+            usable.add_metric([NAMES[p.index]], int(p.usable(now)))
             latency.add_metric([NAMES[p.index]], p.effective_latency_ms(now) / 1000)
         yield from (processed, usable, latency)
         gauges: tuple[tuple[str, str, float], ...] = (

@@ -1,12 +1,22 @@
-"""What we know about each Payment Processor: its connection pool, health and latency."""
+"""What we know about each Payment Processor: its connection pool, health and latency.
+
+A `Processor` owns its state: the dispatcher tells it when a call starts and how it ended
+(`start_call` / `end_call`, `start_lookup` / `end_lookup`), and reads `ok`, `in_flight`,
+`unusable_for_ms()`; nothing else writes it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from .address import Address
+from .config import Config
 from .http_client import HttpPool, build_request
+
+if TYPE_CHECKING:
+    from .payment import Payment
 
 log = logging.getLogger("rinha.processors")
 
@@ -14,6 +24,12 @@ DEFAULT = 0
 FALLBACK = 1
 NAMES = ("default", "fallback")
 STATE_LOG_EVERY_MS = 5_000  # a flapping processor logs its changes at most this often
+
+# how a call ended, as evidence about the processor (end_call / end_lookup)
+STORED = 0  # the payment is in its books: an answer, counted as processed
+ANSWERED = 1  # an answer that stored nothing new (a 422 duplicate; a lookup's 404)
+FAILED = 2  # an error status, a timeout or a lost connection
+NO_EVIDENCE = 3  # says nothing of its health (429: its queue is full; a 4xx refusal)
 
 
 def now_ms() -> int:
@@ -31,6 +47,9 @@ class Processor:
     __slots__ = (
         "index",
         "name",
+        "slow_ms",
+        "retry_min_ms",
+        "retry_max_ms",
         "pool",
         "payments_request_head",
         "health_request",
@@ -55,9 +74,13 @@ class Processor:
         "changes_unlogged",
     )
 
-    def __init__(self, index: int, url: str) -> None:
+    def __init__(self, index: int, url: str, config: Config | None = None) -> None:
+        config = config or Config()
         self.index = index
         self.name = NAMES[index]
+        self.slow_ms = config.slow_ms  # a call slower than this makes it unusable
+        self.retry_min_ms = config.retry_min_ms  # back-off after a failure: first, ms
+        self.retry_max_ms = config.retry_max_ms  # back-off cap, and the probe spacing, ms
         self.pool = HttpPool(url)
         address: Address = self.pool.address
         self.payments_request_head = (
@@ -73,8 +96,8 @@ class Processor:
         self.health_min_ms = 0
         self.health_at_ms = 0
         self.in_flight = 0
-        # payment attempt out -> epoch ms sent (keyed by the Payment; insertion ordered)
-        self.call_starts: dict[object, int] = {}
+        # payment attempt out -> epoch ms sent (one attempt per payment; insertion ordered)
+        self.call_starts: dict[Payment, int] = {}
         self.next_probe_ms = 0  # epoch ms before which a failing processor is not retried
         self.backoff_ms = 0
         self.processed = 0
@@ -111,12 +134,12 @@ class Processor:
     def is_failing(self, now: int) -> bool:
         return self.health_failing if self._health_speaks(now) else self.failing
 
-    def usable(self, now: int, slow_ms: int) -> bool:
-        return not self.is_failing(now) and self.effective_latency_ms(now) <= slow_ms
+    def usable(self, now: int) -> bool:
+        return not self.is_failing(now) and self.effective_latency_ms(now) <= self.slow_ms
 
-    def refresh(self, now: int, slow_ms: int) -> bool:
+    def refresh(self, now: int) -> bool:
         """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
-        ok = self.usable(now, slow_ms)
+        ok = self.usable(now)
         if ok != self.ok:
             self._log_change(now, ok)
         if ok:
@@ -127,7 +150,7 @@ class Processor:
             if self.unusable_since_ms is None:
                 self.unusable_since_ms = now
             age = self.oldest_call_age_ms(now)
-            if age > slow_ms:  # a call out for that long is evidence of slowness by itself
+            if age > self.slow_ms:  # a call out for that long is evidence of slowness by itself
                 self.bad_sent_ms = max(self.bad_sent_ms, now - age)
         self.ok = ok
         return ok
@@ -165,14 +188,42 @@ class Processor:
     def unusable_for_ms(self, now: int) -> int:
         return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms
 
-    def observe(
-        self, now: int, sent_ms: int, ok: bool, slow_ms: int, min_backoff: int, max_backoff: int
-    ) -> None:
+    # ------------------------------------------------------------------ calls
+    def start_call(self, payment: Payment, now: int) -> None:
+        """A payment attempt leaves now (a probe, while unusable)."""
+        if not self.ok:
+            self.last_probe_ms = now
+        self.in_flight += 1
+        self.call_starts[payment] = now
+
+    def end_call(self, payment: Payment, now: int, outcome: int) -> None:
+        """The attempt's outcome came back (STORED, ANSWERED, FAILED or NO_EVIDENCE)."""
+        sent_ms = self.call_starts.pop(payment)
+        self.in_flight -= 1
+        if outcome == STORED:
+            self.processed += 1
+        if outcome != NO_EVIDENCE:
+            self.observe(now, sent_ms, outcome != FAILED)
+
+    def start_lookup(self) -> None:
+        """A settle lookup (GET /payments/{id}) leaves: it counts as a call out, not as a
+        latency sample (the lookup endpoint answers even while payments fail)."""
+        self.in_flight += 1
+
+    def end_lookup(self, now: int, outcome: int) -> None:
+        """STORED: found, counted as processed; FAILED: evidence of failure; else nothing."""
+        self.in_flight -= 1
+        if outcome == STORED:
+            self.processed += 1
+        elif outcome == FAILED:
+            self.observe(now, now, False)
+
+    def observe(self, now: int, sent_ms: int, ok: bool) -> None:
         """A real outcome of a call sent at `sent_ms`: an answer (ok = stored or settled)
         or a failure. Newest evidence wins: the answer to a call sent before the one that
         set the current state says nothing new (a stale 500 must not undo a recovery)."""
         latency_ms = now - sent_ms
-        if not ok or latency_ms > slow_ms:
+        if not ok or latency_ms > self.slow_ms:
             self.bad_sent_ms = max(self.bad_sent_ms, sent_ms)
         if sent_ms < self.evidence_sent_ms:
             return
@@ -187,7 +238,7 @@ class Processor:
             self.next_probe_ms = 0
         else:
             self.failing = True
-            self.backoff_ms = min(max_backoff, max(min_backoff, self.backoff_ms * 2))
+            self.backoff_ms = min(self.retry_max_ms, max(self.retry_min_ms, self.backoff_ms * 2))
             self.next_probe_ms = now + self.backoff_ms
 
     def apply_health(self, now: int, failing: bool, min_response_ms: int) -> None:

@@ -29,17 +29,18 @@ class FakePool:
 _JOURNALS = tempfile.TemporaryDirectory(prefix="rinha-test-")
 
 
-def dispatcher(**config: Any) -> tuple[Dispatcher, FakePool]:
+def dispatcher(**settings: Any) -> tuple[Dispatcher, FakePool]:
+    config = Config(**settings)
     processors = (
-        Processor(DEFAULT, "http://127.0.0.1:1"),
-        Processor(FALLBACK, "http://127.0.0.1:2"),
+        Processor(DEFAULT, "http://127.0.0.1:1", config),
+        Processor(FALLBACK, "http://127.0.0.1:2", config),
     )
     pool = FakePool()
     for p in processors:
         p.pool = pool  # type: ignore[assignment]
     ledgers = (fast.Ledger(), fast.Ledger())
     journal = fast.Journal(os.path.join(tempfile.mkdtemp(dir=_JOURNALS.name), "journal.bin"))
-    return Dispatcher(Config(**config), processors, ledgers, fast.payment_body, journal), pool
+    return Dispatcher(config, processors, ledgers, fast.payment_body, journal), pool
 
 
 async def _tick(d: Dispatcher) -> None:

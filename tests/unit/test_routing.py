@@ -1,27 +1,40 @@
-"""The routing decision and the processor state it reads, without any network."""
+"""The routing decision, the processor state it reads and the catch-up pacing, without any
+network."""
 
 from __future__ import annotations
 
 from rinha.config import SETTINGS, Config, help_table
-from rinha.dispatcher import MAX_PROBES, choose_processor
-from rinha.processors import DEFAULT, FALLBACK, Processor
+from rinha.pacing import CatchUp
+from rinha.payment import Payment
+from rinha.processors import (
+    DEFAULT,
+    FAILED,
+    FALLBACK,
+    NO_EVIDENCE,
+    STORED,
+    Processor,
+)
+from rinha.routing import MAX_PROBES, choose_processor
 
 CONFIG = Config(hold_ms=10_000, last_resort_ms=30_000, slow_ms=1_200, max_in_flight=100)
 T0 = 1_750_000_000_000  # epoch ms
 
 
 def pair() -> tuple[Processor, Processor]:
-    return Processor(DEFAULT, "http://127.0.0.1:1"), Processor(FALLBACK, "http://127.0.0.1:2")
+    return (
+        Processor(DEFAULT, "http://127.0.0.1:1", CONFIG),
+        Processor(FALLBACK, "http://127.0.0.1:2", CONFIG),
+    )
 
 
 def fail(p: Processor, at: int, latency: int = 5) -> None:
-    p.observe(at, at - latency, False, CONFIG.slow_ms, 20, 500)
-    p.refresh(at, CONFIG.slow_ms)
+    p.observe(at, at - latency, False)
+    p.refresh(at)
 
 
 def succeed(p: Processor, at: int, latency: int = 5) -> None:
-    p.observe(at, at - latency, True, CONFIG.slow_ms, 20, 500)
-    p.refresh(at, CONFIG.slow_ms)
+    p.observe(at, at - latency, True)
+    p.refresh(at)
 
 
 def test_healthy_default_always_wins():
@@ -58,7 +71,7 @@ def test_backoff_doubles_and_is_capped():
     for i in range(8):
         fail(d, T0 + i)
         waits.append(d.backoff_ms)
-    assert waits[:4] == [20, 40, 80, 160] and max(waits) == 500
+    assert waits[:4] == [20, 40, 80, 160] and max(waits) == CONFIG.retry_max_ms == 250
 
 
 def test_spill_to_fallback_only_after_hold_budget():
@@ -67,7 +80,7 @@ def test_spill_to_fallback_only_after_hold_budget():
     fail(d, T0)
     d.next_probe_ms = T0 + 10**9  # no probe due, to isolate the spill rule
     assert choose_processor(d, f, T0 + CONFIG.hold_ms - 1, CONFIG, 0) is None
-    d.refresh(T0 + CONFIG.hold_ms, CONFIG.slow_ms)
+    d.refresh(T0 + CONFIG.hold_ms)
     assert choose_processor(d, f, T0 + CONFIG.hold_ms, CONFIG, 0) == FALLBACK
 
 
@@ -79,7 +92,7 @@ def test_both_recovering_together_default_gets_its_chance_first():
     d.in_flight, f.in_flight = 1, 0  # a default probe is out, answers take seconds
     now = T0 + CONFIG.hold_ms + 100
     succeed(f, now)  # fallback is back first
-    d.refresh(now, CONFIG.slow_ms)
+    d.refresh(now)
     assert choose_processor(d, f, now, CONFIG, 1) is None, (
         "no default failure seen since fallback recovered: wait for default's probe"
     )
@@ -89,9 +102,9 @@ def test_both_recovering_together_default_gets_its_chance_first():
 
 def test_stale_answers_do_not_undo_newer_evidence():
     d, _ = pair()
-    d.observe(T0 + 100, T0 + 90, True, CONFIG.slow_ms, 20, 500)  # sent at +90: ok
-    d.observe(T0 + 2000, T0, False, CONFIG.slow_ms, 20, 500)  # sent at +0: 500, 2 s later
-    assert d.refresh(T0 + 2000, CONFIG.slow_ms), "an older call's failure is old news"
+    d.observe(T0 + 100, T0 + 90, True)  # sent at +90: ok
+    d.observe(T0 + 2000, T0, False)  # sent at +0: 500, 2 s later
+    assert d.refresh(T0 + 2000), "an older call's failure is old news"
     assert d.bad_sent_ms == T0, "but it still counts as a failure seen"
 
 
@@ -116,8 +129,8 @@ def test_slow_default_detected_from_calls_still_in_flight():
     succeed(d, T0)
     d.call_starts[1] = T0
     d.in_flight = 1
-    assert d.usable(T0 + 1_000, CONFIG.slow_ms)
-    assert not d.usable(T0 + 1_500, CONFIG.slow_ms), "a call pending 1.5 s means slow"
+    assert d.usable(T0 + 1_000)
+    assert not d.usable(T0 + 1_500), "a call pending 1.5 s means slow"
 
 
 def test_calls_older_than_the_newest_evidence_do_not_make_it_slow():
@@ -125,7 +138,7 @@ def test_calls_older_than_the_newest_evidence_do_not_make_it_slow():
     d.call_starts[1] = T0  # a probe still waiting on a failing, slow processor
     d.in_flight = 1
     succeed(d, T0 + 1_900)  # a later probe came back fast: recovered
-    assert d.refresh(T0 + 2_000, CONFIG.slow_ms)
+    assert d.refresh(T0 + 2_000)
 
 
 def test_last_resort_sends_to_slow_but_working_processor():
@@ -135,8 +148,8 @@ def test_last_resort_sends_to_slow_but_working_processor():
     d.in_flight = MAX_PROBES  # probes are out: no more probes
     f.next_probe_ms = T0 + 10**9
     later = T0 + CONFIG.last_resort_ms
-    d.refresh(later, CONFIG.slow_ms)
-    f.refresh(later, CONFIG.slow_ms)
+    d.refresh(later)
+    f.refresh(later)
     assert choose_processor(d, f, later - 1, CONFIG, MAX_PROBES) is None
     assert choose_processor(d, f, later, CONFIG, MAX_PROBES) == DEFAULT
 
@@ -145,10 +158,10 @@ def test_health_report_speaks_only_for_processors_not_called_recently():
     d, f = pair()
     succeed(d, T0)
     d.apply_health(T0 + 100, True, 0)
-    assert d.usable(T0 + 100, CONFIG.slow_ms), "a real success 100 ms ago wins"
-    assert not d.usable(T0 + 3_000, CONFIG.slow_ms), "an old success loses to fresh health"
+    assert d.usable(T0 + 100), "a real success 100 ms ago wins"
+    assert not d.usable(T0 + 3_000), "an old success loses to fresh health"
     f.apply_health(T0, False, 2_000)
-    assert not f.usable(T0 + 3_000, CONFIG.slow_ms), "health says it is slow"
+    assert not f.usable(T0 + 3_000), "health says it is slow"
 
 
 def test_config_defaults_match_the_documented_table():
@@ -176,19 +189,86 @@ def test_state_changes_are_logged_and_rate_limited(caplog) -> None:
 
     from rinha.processors import STATE_LOG_EVERY_MS, Processor
 
-    p = Processor(0, "http://127.0.0.1:1")
+    p = Processor(0, "http://127.0.0.1:1", Config(slow_ms=1_200, retry_min_ms=20, retry_max_ms=250))
     caplog.set_level(logging.INFO, logger="rinha.processors")
     t = 1_000_000
-    p.observe(t, t, False, 1_200, 20, 250)
-    p.refresh(t, 1_200)
-    p.observe(t + 10, t + 10, True, 1_200, 20, 250)
-    p.refresh(t + 10, 1_200)  # flaps back within the limit: not logged
-    p.observe(t + 20, t + 20, False, 1_200, 20, 250)
-    p.refresh(t + 20, 1_200)
+    p.observe(t, t, False)
+    p.refresh(t)
+    p.observe(t + 10, t + 10, True)
+    p.refresh(t + 10)  # flaps back within the limit: not logged
+    p.observe(t + 20, t + 20, False)
+    p.refresh(t + 20)
     now = t + STATE_LOG_EVERY_MS + 20
-    p.observe(now, now - 30, True, 1_200, 20, 250)
-    p.refresh(now, 1_200)
+    p.observe(now, now - 30, True)
+    p.refresh(now)
     lines = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert lines[0] == ("WARNING", "processor default unusable: failing")
     assert lines[1][0] == "INFO" and "usable again" in lines[1][1]
     assert "2 changes not logged" in lines[1][1] and len(lines) == 2
+
+
+def test_a_call_is_counted_out_until_it_ends_and_its_outcome_is_the_evidence():
+    d, _ = pair()
+    payment = Payment("a", 100)
+    d.start_call(payment, T0)
+    assert d.in_flight == 1 and d.call_starts == {payment: T0}
+    d.end_call(payment, T0 + 30, STORED)
+    assert d.in_flight == 0 and not d.call_starts and d.processed == 1
+    assert d.latency_ms == 30.0 and not d.failing
+    d.start_call(payment, T0 + 40)
+    d.end_call(payment, T0 + 45, FAILED)
+    assert d.failing and d.backoff_ms == CONFIG.retry_min_ms and d.processed == 1
+
+
+def test_a_429_or_a_refusal_says_nothing_of_the_processors_health():
+    d, _ = pair()
+    succeed(d, T0)
+    payment = Payment("a", 100)
+    d.start_call(payment, T0 + 10)
+    d.end_call(payment, T0 + 5_000, NO_EVIDENCE)
+    assert d.in_flight == 0 and not d.failing and d.latency_ms == 5.0
+    assert d.refresh(T0 + 5_000), "still usable: a full queue is not slowness"
+
+
+def test_a_probe_is_stamped_only_while_unusable():
+    d, _ = pair()
+    d.start_call(Payment("a", 1), T0)
+    assert d.last_probe_ms == 0, "a usable processor's calls are not probes"
+    fail(d, T0 + 1)
+    d.start_call(Payment("b", 1), T0 + 2)
+    assert d.last_probe_ms == T0 + 2
+
+
+def test_a_lookup_counts_as_out_but_is_no_latency_sample():
+    d, _ = pair()
+    d.start_lookup()
+    assert d.in_flight == 1 and not d.call_starts
+    d.end_lookup(T0, STORED)
+    assert d.in_flight == 0 and d.processed == 1 and d.latency_ms == 0.0
+    d.start_lookup()
+    d.end_lookup(T0 + 1, FAILED)
+    assert d.failing and d.processed == 1
+
+
+def test_catch_up_lets_arrivals_through_and_a_backlog_at_its_pace():
+    config = Config(catch_up_per_s=200, catch_up_ms=3_000, launch_per_tick=16, dispatch_tick_ms=5)
+    pacing = CatchUp(config)
+    pacing.at = 100.0
+    for _ in range(3):
+        pacing.arrive()
+    # 3 arrivals + 200/s x 5 ms = 1 backlog call
+    assert pacing.budget(100.005, backlog=50) == (4, 3)
+    pacing.spent(allowed=4, started=4, arrived=3, backlog=46)
+    assert pacing.ends == 100.005 + 3.0, "sending as fast as allowed with more queued: a drain"
+    assert pacing.budget(100.010, backlog=46) == (1, 0)
+    # an idle second earns no more than two ticks' worth
+    pacing.spent(allowed=1, started=0, arrived=0, backlog=46)
+    assert pacing.ends == 0.0, "held back by routing: not a drain"
+    assert pacing.budget(101.010, backlog=46) == (2, 0)
+
+
+def test_catch_up_off_allows_a_full_tick_every_time():
+    pacing = CatchUp(Config(catch_up_per_s=0, launch_per_tick=16))
+    assert pacing.budget(5.0, backlog=1_000) == (16, 16)
+    pacing.stop()
+    assert pacing.budget(6.0, backlog=1_000) == (16, 16)
