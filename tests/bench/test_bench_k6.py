@@ -7,7 +7,8 @@ import pytest
 
 from rinha.tools.bench import k6, parse_duration, schedules
 from rinha.tools.bench.cgroup import Usage
-from rinha.tools.bench.runner import build_result, report_text
+from rinha.tools.bench.report import report_text
+from rinha.tools.bench.result import build_result, save
 from rinha.tools.bench.scoring import Totals
 
 
@@ -243,3 +244,17 @@ def test_result_and_text() -> None:
     r = build_result(CONFIG, m, log, Usage(), [], sched, steal=0.034)
     assert r["machine"] == {"steal_share": 0.034, "steal_per_bucket": []}
     assert "machine        steal 3.4 % of CPU time" in report_text(r)
+
+
+def test_save_writes_the_samples_and_a_result_json_without_fractions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fractions import Fraction
+
+    from rinha.tools.bench.metrics import Sample
+
+    result = {"score": {"bonus": Fraction(1, 8), "per": {1: (Fraction(1, 2), 3)}}}
+    save(tmp_path, result, [Sample(1.5, 0, {"rinha_backlog": 2.0})])
+    assert json.loads((tmp_path / "result.json").read_text()) == {
+        "score": {"bonus": 0.125, "per": {"1": [0.5, 3]}}
+    }
+    samples = json.loads((tmp_path / "samples.json").read_text())
+    assert samples == [{"t": 1.5, "instance": 0, "values": {"rinha_backlog": 2.0}}]

@@ -1,4 +1,6 @@
-"""`rinha bench`: start (or find) the stack, confine it, run k6, score the run, write the report."""
+"""`rinha bench`: start (or find) the stack, confine it, run k6, score the run, write the report.
+
+The result dict and its files are built in result.py, the text report in report.py."""
 
 from __future__ import annotations
 
@@ -9,33 +11,21 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from rinha.tools.bench import k6, schedules, scoring
+from rinha.tools.bench import k6, schedules
 from rinha.tools.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
 from rinha.tools.bench.machine import cpu_times, steal_per_bucket, steal_share
 from rinha.tools.bench.metrics import MetricsSampler
+from rinha.tools.bench.report import report_text
+from rinha.tools.bench.result import build_result, save
 
 PROGRESS_EVERY_S = 10.0
 
 
 def _say(msg: str) -> None:
     print(f"rinha bench: {msg}", file=sys.stderr, flush=True)
-
-
-def _money(cents: int | Fraction) -> str:
-    return f"{float(cents) / 100:,.2f}"
-
-
-def _pct(x: float | Fraction) -> str:
-    return f"{float(x) * 100:.1f} %"
-
-
-def _ms(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f} ms"
 
 
 def _proc_usage(pid: int) -> tuple[float, int] | None:
@@ -347,175 +337,6 @@ def _config(args: argparse.Namespace, urls: tuple[str, str, str], out: Path) -> 
     )
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Fraction):
-        return float(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def build_result(
-    config: dict[str, Any],
-    measured: k6.Measured,
-    log: dict[str, list[Any]],
-    usage: Usage,
-    notes: list[str],
-    schedule: schedules.Schedule,
-    steal: float | None = None,
-    steal_series: list[float | None] | None = None,
-) -> dict[str, Any]:
-    sc = scoring.score(measured.score_input())
-    amount = scoring.to_cents(config["amount"])
-    buckets, width = measured.accepted_per_bucket, measured.bucket_s
-    best = scoring.best_possible(schedule, buckets, width, amount)
-    ceiling = scoring.best_possible(schedule, buckets, width, amount, defer=True)
-    ratio = float(sc.score / best.score) if best.score else None
-    return {
-        "schedule": {"name": schedule.name, "phases": schedule.to_json()},
-        "config": config,
-        "score": {
-            "score_cents": sc.score_cents,
-            "best_cents": best.score_cents,
-            "ratio": ratio,
-            "profit_cents": sc.profit_cents,
-            "bonus": float(sc.bonus),
-            "fine": float(sc.fine),
-            "disqualified": sc.disqualified,
-            "lag": sc.lag,
-            "reported_requests": sc.reported_requests,
-            "fallback_share": sc.fallback_share,
-            "best_per_processor": dict(best.per_processor),
-            "best_unplaceable": best.unplaceable,
-            "deferred_best_cents": ceiling.score_cents,
-            "deferred_ratio": float(sc.score / ceiling.score) if ceiling.score else None,
-        },
-        "requests": {
-            "requested": measured.requested,
-            "accepted": measured.accepted,
-            "rejected": measured.rejected,
-            "failed": measured.failed,
-            "unlogged": measured.unlogged,
-        },
-        "latency_ms": {
-            "all": measured.http,
-            "payments": measured.payments,
-        },
-        "consistency": {
-            "checks": measured.checks,
-            "inconsistencies": measured.inconsistencies,
-            "check_errors": measured.check_errors,
-            "records": log.get("check", []),
-        },
-        "final": {
-            "ok": measured.final_ok,
-            "ours": {p: asdict(t) for p, t in measured.reported.items()},
-            "processors": {p: asdict(t) for p, t in measured.processors.items()},
-        },
-        "phases_applied": log.get("phase", []),
-        "phase_errors": measured.phase_errors,
-        "k6_errors": log.get("k6", [])[:20],
-        "k6_warnings": log.get("k6_warnings", []),
-        "backend": asdict(usage),
-        # of all CPU time: over k6's run, and per series bucket
-        "machine": {"steal_share": steal, "steal_per_bucket": steal_series or []},
-        "series": {
-            "t0_ms": measured.t0_ms,
-            "bucket_s": measured.bucket_s,
-            "accepted": measured.accepted_per_bucket,
-            "errors": measured.errors_per_bucket,
-            "latency": measured.latency_per_bucket,
-        },
-        "test_duration_ms": measured.duration_ms,
-        "notes": notes,
-    }
-
-
-def report_text(result: dict[str, Any]) -> str:
-    s, r, lat = result["score"], result["requests"], result["latency_ms"]
-    c, b, cfg = result["consistency"], result["backend"], result["config"]
-    load = (
-        f"{cfg['rate']} req/s for {cfg['duration_s']:g} s"
-        if cfg["mode"] == "rate"
-        else f"1 → {cfg['vus']} VUs over {cfg['duration_s']:g} s"
-    )
-    ratio = "-" if s["ratio"] is None else _pct(s["ratio"])
-    deferred = "-" if s["deferred_ratio"] is None else _pct(s["deferred_ratio"])
-    lines = [
-        f"schedule       {result['schedule']['name']}  ({load})",
-        f"score          {_money(s['score_cents'])}"
-        + ("   DISQUALIFIED (reported more than requested)" if s["disqualified"] else ""),
-        f"best possible  {_money(s['best_cents'])}   ratio {ratio}",
-        f"  if deferred  {_money(s['deferred_best_cents'])}   ratio {deferred}"
-        "   (payments held until default recovers)",
-        f"profit         {_money(s['profit_cents'])}   bonus {_pct(s['bonus'])}"
-        f"   fine {_pct(s['fine'])}",
-        f"latency        p50 {_ms(lat['all'].get('p(50)'))}   p99 {_ms(lat['all'].get('p(99)'))}"
-        f"   max {_ms(lat['all'].get('max'))}   (all {lat['all'].get('count', 0):.0f} requests)",
-        f"  POST /pay    p50 {_ms(lat['payments'].get('p(50)'))}"
-        f"   p99 {_ms(lat['payments'].get('p(99)'))}   max {_ms(lat['payments'].get('max'))}",
-        f"payments       requested {r['requested']}   accepted {r['accepted']}"
-        f"   rejected {r['rejected']}   no answer {r['failed']}"
-        + (f"   NOT LOGGED {r['unlogged']} (counts incomplete)" if r.get("unlogged") else ""),
-        f"reported       {s['reported_requests']}   lag {s['lag']}"
-        f"   fallback share {_pct(s['fallback_share'])}",
-        f"consistency    {c['inconsistencies']} inconsistent of {c['checks']} checks"
-        + (f"   ({c['check_errors']} processor errors)" if c["check_errors"] else ""),
-    ]
-    for rec in c["records"]:
-        if rec.get("inconsistent"):
-            parts = [
-                f"{p} ours {rec[p]['ours']} theirs {rec[p]['theirs']}"
-                for p in ("default", "fallback")
-                if p in rec
-            ]
-            lines.append(
-                f"  at {rec.get('at_s', 0):5.1f} s  "
-                + "; ".join(parts)
-                + (f"  our error: {rec['ours_error']}" if "ours_error" in rec else "")
-            )
-    fin = result["final"]
-    if fin["ok"]:
-        diffs = [
-            f"{p} ours {fin['ours'][p]['requests']} theirs {fin['processors'][p]['requests']}"
-            for p in ("default", "fallback")
-            if fin["ours"][p]["requests"] != fin["processors"][p]["requests"]
-        ]
-        if diffs:
-            lines.append("final window   differs: " + "; ".join(diffs))
-    else:
-        lines.append("final window   INCOMPLETE: a final summary did not answer")
-    secs = result["test_duration_ms"] / 1000 or 1
-    parts = []
-    if b.get("cpu_seconds") is not None:
-        parts.append(f"CPU {b['cpu_seconds']:.1f} s ({b['cpu_seconds'] / secs:.2f} CPU avg)")
-    if b.get("peak_bytes") is not None:
-        parts.append(f"peak memory {b['peak_bytes'] / 2**20:.1f} MB")
-    if b.get("peak_rss_bytes"):
-        parts.append(f"peak RSS sum {b['peak_rss_bytes'] / 2**20:.1f} MB")
-    if parts:
-        lines.append("backend        " + "   ".join(parts))
-    if b.get("throttled_periods"):
-        lines.append(
-            f"  throttled    {b['throttled_periods']} periods, {b['throttled_seconds']:.2f} s"
-        )
-    if b.get("oom_kills"):
-        lines.append(f"  OOM KILLS    {b['oom_kills']}")
-    steal = result.get("machine", {}).get("steal_share")
-    if steal is not None:
-        lines.append(
-            f"machine        steal {_pct(steal)} of CPU time (other guests on the host;"
-            " compare p99 only between runs of similar steal)"
-        )
-    for err in result.get("k6_errors", [])[:3]:
-        lines.append(f"k6 {err['level']:<11} {err['msg'][:300]}")
-    for note in result["notes"]:
-        lines.append(f"note           {note}")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.rate is not None and args.duration is None:
         raise SystemExit("rinha bench: --rate needs --duration")
@@ -590,10 +411,7 @@ def run(args: argparse.Namespace) -> int:
         config, measured, log, run_.usage, run_.notes, load.schedule, steal, steal_series
     )
     samples = run_.sampler.samples if run_.sampler else []
-    (out / "samples.json").write_text(
-        json.dumps([{"t": s.t, "instance": s.instance, "values": s.values} for s in samples])
-    )
-    (out / "result.json").write_text(json.dumps(_jsonable(result), indent=1))
+    save(out, result, samples)
     text = report_text(result)
     print(text, flush=True)
     if not args.no_plot:
