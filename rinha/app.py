@@ -19,6 +19,8 @@ from .recovery import Recovered, replay
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from .fast import Journal, Ledger, SharedIdSet
+
 log = logging.getLogger("rinha.app")
 
 
@@ -30,12 +32,17 @@ class App:
             Processor(DEFAULT, config.default_url, config),
             Processor(FALLBACK, config.fallback_url, config),
         )
-        self.ledgers = (fast.Ledger(), fast.Ledger())  # per processor: (epoch ms, int cents)
+        # per processor: (epoch ms, int cents)
+        self.ledgers: tuple[Ledger, Ledger] = (fast.Ledger(), fast.Ledger())
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         # every correlationId accepted by any instance since the last purge (shared file)
-        self.ids = fast.SharedIdSet(config.ids_file, config.max_ids, config.instance_id)
+        self.ids: SharedIdSet = fast.SharedIdSet(
+            config.ids_file, config.max_ids, config.instance_id
+        )
         # this instance's payments, on disk before each 202 (rinha.recovery replays it)
-        self.journal = fast.Journal(config.journal_path, sync=config.journal_fsync == "always")
+        self.journal: Journal = fast.Journal(
+            config.journal_path, sync=config.journal_fsync == "always"
+        )
         self.dispatcher = Dispatcher(
             config, self.processors, self.ledgers, fast.payment_body, self.journal
         )
@@ -107,12 +114,12 @@ class App:
         while True:
             before = time.perf_counter()
             await asyncio.sleep(interval_s)
-            now = time.perf_counter()
-            lag = (now - before - interval_s) * 1000
+            now_s = time.perf_counter()
+            lag = (now_s - before - interval_s) * 1000
             self.loop_lag_ms = max(lag, 0.0)
             self.dispatcher.flush_journal()
-            if sync_s and now - synced >= sync_s:
-                synced = now
+            if sync_s and now_s - synced >= sync_s:
+                synced = now_s
                 self.journal.sync()
 
     def metrics(self) -> bytes:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .fast import J_ACCEPT, J_ATTEMPT
@@ -43,6 +44,9 @@ from .processors import (
 from .recovery import UNPINNED, Pending
 from .routing import choose_processor, may_probe, next_look_ms
 
+if TYPE_CHECKING:
+    from .fast import Journal, Ledger
+
 log = logging.getLogger("rinha.dispatcher")
 
 COMPACT_MIN_BYTES = 64 << 20  # the journal is rewritten once past this and twice its last size
@@ -53,15 +57,15 @@ class Dispatcher:
         self,
         config: Config,
         processors: tuple[Processor, Processor],
-        ledgers: tuple[Any, Any],
-        payment_body: Any,
-        journal: Any,
+        ledgers: tuple[Ledger, Ledger],
+        payment_body: Callable[[str, int, int], bytes],
+        journal: Journal,
     ) -> None:
         self.config = config
         self.processors = processors
-        self.ledgers = ledgers  # per processor index: rinha.fast.Ledger
-        self._payment_body = payment_body  # rinha.fast.payment_body
-        self.journal = journal  # rinha.fast.Journal
+        self.ledgers = ledgers  # per processor index
+        self._payment_body = payment_body  # rinha.fast.payment_body of the same implementation
+        self.journal = journal
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
         self._lookups: set[Payment] = set()  # pinned payments being looked up
         self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor

@@ -53,13 +53,13 @@ async def run_poller(
     """Forever: in each of our slots, poll every processor once and share the result."""
     interval_s = interval_ms / 1000
     while True:
-        now = time.time()
-        slot = int(now // interval_s)
+        now_s = time.time()
+        slot = int(now_s // interval_s)
         # sleep to the middle of the next slot that is ours
         next_slot = slot + 1
         while not my_turn(next_slot, instance_id, cluster_size):
             next_slot += 1
-        await asyncio.sleep((next_slot + 0.5) * interval_s - now)
+        await asyncio.sleep((next_slot + 0.5) * interval_s - now_s)
         for p in processors:
             result = await poll_once(p)
             if result is None:

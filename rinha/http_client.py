@@ -284,12 +284,12 @@ class HttpPool:
     def _hand_over(self, conn: _Connection) -> bool:
         """Send the first waiting request still in time on conn; False if none is."""
         loop = conn.loop
-        now = loop.time()
+        now_s = loop.time()
         waiting = self._waiting
         while waiting:
             data, deadline, done = waiting.popleft()
-            if deadline > now:
-                conn.send(data, deadline - now, done)
+            if deadline > now_s:
+                conn.send(data, deadline - now_s, done)
                 return True
             # past its deadline, the sweep not yet run: never sent, so ConnectFailed
             loop.call_soon(
@@ -335,19 +335,19 @@ class HttpPool:
         times. With one timeout for all (the dispatcher's), that is about once per timeout,
         not per call."""
         self._sweep_timer = None
-        now = loop.time() + 0.001  # timers may fire up to a millisecond early
-        for conn in [c for c in self._out if c.deadline <= now]:
+        now_s = loop.time() + 0.001  # timers may fire up to a millisecond early
+        for conn in [c for c in self._out if c.deadline <= now_s]:
             conn.fail(OutcomeUnknown("no answer in time"))
         if self._waiting:
-            late = [w for w in self._waiting if w[1] <= now]
+            late = [w for w in self._waiting if w[1] <= now_s]
             if late:
-                kept = [w for w in self._waiting if w[1] > now]
+                kept = [w for w in self._waiting if w[1] > now_s]
                 self._waiting.clear()
                 self._waiting.extend(kept)
                 for _, _, done in late:
                     done(0, b"", ConnectFailed(f"no connection to {self.address} free in time"))
         if self.idle_close_s and self._idle:
-            cutoff = now - self.idle_close_s
+            cutoff = now_s - self.idle_close_s
             stale = [c for c in self._idle if c.idle_since <= cutoff or not c.writable]
             if stale:
                 self._idle[:] = [c for c in self._idle if c.idle_since > cutoff and c.writable]

@@ -6,7 +6,6 @@ per-payment path. Base units (seconds, bytes), HELP and TYPE on every family.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .config import SETTINGS
-from .processors import NAMES
+from .processors import NAMES, now_ms
 
 if TYPE_CHECKING:
     from .app import App
@@ -81,7 +80,7 @@ class AppCollector(Collector):
             "What a new call to the processor would take, as far as we know.",
             labels=["processor"],
         )
-        now = int(time.time() * 1000)
+        now = now_ms()
         for p in app.processors:
             processed.add_metric([NAMES[p.index]], p.processed)
             usable.add_metric([NAMES[p.index]], int(p.usable(now)))

@@ -31,21 +31,21 @@ class CatchUp:
     def arrive(self) -> None:
         self.arrived += 1
 
-    def budget(self, now: float, backlog: int) -> tuple[int, int]:
-        """(calls this pump may start, how many of them are new arrivals' own); `now` is
-        loop time (s), `backlog` the payments queued."""
+    def budget(self, now_s: float, backlog: int) -> tuple[int, int]:
+        """(calls this pump may start, how many of them are new arrivals' own); `now_s` is
+        loop time, `backlog` the payments queued."""
         cap = self.cap
         arrived, self.arrived = self.arrived, 0
         if not self.enabled:
             return cap, cap
         rate = self.rate
         if self.ends:
-            left_s = self.ends - now
+            left_s = self.ends - now_s
             if left_s <= self.tick_s:
                 return cap, arrived  # out of time: full speed
             rate = max(rate, backlog / left_s)
-        earned = (now - self.at) * rate
-        self.at = now
+        earned = (now_s - self.at) * rate
+        self.at = now_s
         # no hoarding while idle: at most two ticks' worth (timers fire a little late)
         self.credit = min(self.credit + earned, max(1.0, 2 * rate * self.tick_s))
         return min(cap, arrived + int(self.credit + 1e-9)), arrived  # 1e-9: float sums

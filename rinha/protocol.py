@@ -55,23 +55,23 @@ def _sweep_period(config: Any) -> float:
 class _Watch:
     """The open connections of one event loop and the one periodic sweep that times them out.
 
-    Its `now` is a coarse clock: the loop time of the last sweep (or connection). A request's
+    Its `now_s` is a coarse clock: the loop time of the last sweep (or connection). A request's
     start is stamped with it, so data_received makes no clock call at all; a stamp is early
     by at most one period, so a timeout counts that period on top and never fires early.
     """
 
-    __slots__ = ("loop", "connections", "now", "period", "timer")
+    __slots__ = ("loop", "connections", "now_s", "period", "timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.connections: set[HttpProtocol] = set()
-        self.now = loop.time()
+        self.now_s = loop.time()
         self.period = SWEEP_MAX_S
         self.timer: asyncio.TimerHandle | None = None
 
     def add(self, conn: HttpProtocol, period: float) -> None:
         self.connections.add(conn)
-        self.now = self.loop.time()  # once per connection: its idle time starts exact
+        self.now_s = self.loop.time()  # once per connection: its idle time starts exact
         if self.timer is None or period < self.period:
             self.period = min(self.period, period)
             if self.timer is not None:
@@ -88,12 +88,12 @@ class _Watch:
                 del _WATCHES[self.loop]
 
     def sweep(self) -> None:
-        self.now = now = self.loop.time()
+        self.now_s = now_s = self.loop.time()
         # the next sweep first: a failure below must not end the timeouts for good
         self.timer = self.loop.call_later(self.period, self.sweep)
         for conn in list(self.connections):
             try:
-                conn.expire(now, self.period)
+                conn.expire(now_s, self.period)
             except Exception:
                 log.exception("timeout check failed")
 
@@ -166,7 +166,7 @@ class HttpProtocol(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         watch = self.watch = _watch_for(asyncio.get_running_loop())
         watch.add(self, _sweep_period(self.app.config))
-        self.idle_since = watch.now
+        self.idle_since = watch.now_s
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -201,8 +201,8 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     # ---------------------------------------------------------------- timeouts
-    def expire(self, now: float, slack: float) -> None:
-        """Called by the sweep at loop time `now`; slack: how early a stamp may be (s)."""
+    def expire(self, now_s: float, slack: float) -> None:
+        """Called by the sweep at loop time `now_s`; slack: how early a stamp may be (s)."""
         if self.transport is None:
             return
         config = self.app.config
@@ -210,29 +210,29 @@ class HttpProtocol(asyncio.Protocol):
             # answered and closing: a client that never reads the rest holds the socket
             # open; it gets the header timeout to take it, then the connection is aborted
             if not self.closing_since:
-                self.closing_since = now
+                self.closing_since = now_s
             elif (
                 config.header_timeout_ms
-                and now - self.closing_since >= config.header_timeout_ms / 1000
+                and now_s - self.closing_since >= config.header_timeout_ms / 1000
             ):
                 self.transport.abort()
             return
         if self.started:
             if (
                 config.header_timeout_ms
-                and now - self.started >= config.header_timeout_ms / 1000 + slack
+                and now_s - self.started >= config.header_timeout_ms / 1000 + slack
             ):
                 self._final(REQUEST_TIMEOUT)
         elif not self.pending:  # a deferred answer still due is not idle
             if (
                 config.idle_timeout_ms
-                and now - self.idle_since >= config.idle_timeout_ms / 1000 + slack
+                and now_s - self.idle_since >= config.idle_timeout_ms / 1000 + slack
             ):
                 self._close()
 
     # ---------------------------------------------------------------- httptools
     def on_message_begin(self) -> None:
-        self.started = self.watch.now  # type: ignore[union-attr]
+        self.started = self.watch.now_s  # type: ignore[union-attr]
         self.url = b""
         self.body.clear()
         self.header_bytes = 0
@@ -263,7 +263,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.started = 0.0
-        self.idle_since = self.watch.now  # type: ignore[union-attr]
+        self.idle_since = self.watch.now_s  # type: ignore[union-attr]
         if self.closing:
             return
         url = self.url
@@ -332,7 +332,7 @@ class HttpProtocol(asyncio.Protocol):
                 return
             self.transport.write(data)
         if not self.pending and self.watch is not None:
-            self.idle_since = self.watch.now  # idle from the last deferred answer out
+            self.idle_since = self.watch.now_s  # idle from the last deferred answer out
 
     def _close(self) -> None:
         self.closing = True

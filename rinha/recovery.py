@@ -18,7 +18,7 @@ is dropped. Nothing else is ever dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .fast import (
     CLAIM_MINE,
@@ -29,6 +29,9 @@ from .fast import (
     J_RELEASED,
     J_STORED,
 )
+
+if TYPE_CHECKING:
+    from .fast import Ledger, SharedIdSet
 
 UNPINNED = -1
 
@@ -60,11 +63,13 @@ class Recovered:
 
 
 def replay(
-    records: list[tuple[int, str, int, int, int]], ids: Any, ledgers: tuple[Any, Any]
+    records: list[tuple[int, str, int, int, int]],
+    ids: SharedIdSet,
+    ledgers: tuple[Ledger, Ledger],
 ) -> Recovered:
     """Fold the journal's records (kind, id, cents, processor, ms) into what is still to do;
     STORED records are added to `ledgers` (Journal.replay has loaded the snapshot already).
-    `ids` is the shared id table (rinha.fast.SharedIdSet)."""
+    `ids` is the shared id table."""
     live: dict[str, Pending] = {}  # not yet stored or finished, in acceptance order
     seen: set[str] = set()
     for kind, correlation_id, cents, processor, ms in records:

@@ -35,8 +35,8 @@ _REASONS = {
     503: "Service Unavailable",
 }
 
-MIN_MS = -(2**62)  # unbounded summary range, epoch ms
-MAX_MS = 2**62
+UNBOUNDED_FROM_MS = -(2**62)  # a summary range with no `from`, epoch ms
+UNBOUNDED_TO_MS = 2**62  # ... with no `to`
 
 
 def response(
@@ -106,7 +106,7 @@ def post_payment(app: App, query: bytes, body: bytes) -> Response:
 def _range(app: App, query: bytes) -> tuple[int, int]:
     params = parse_qs(query.decode("latin-1"), keep_blank_values=True)
     bounds = []
-    for name, unbounded in (("from", MIN_MS), ("to", MAX_MS)):
+    for name, unbounded in (("from", UNBOUNDED_FROM_MS), ("to", UNBOUNDED_TO_MS)):
         values = params.get(name)
         if not values or values[0] == "":
             bounds.append(unbounded)
