@@ -171,7 +171,7 @@ cdef const char* _HEX_DIGITS = b"0123456789abcdef"
 
 # CRC-32 as zlib computes it (reflected polynomial 0xEDB88320), eight bytes a step: _CRC[k][b]
 # is the CRC of byte b followed by k zero bytes, so eight independent lookups replace a chain of
-# eight dependent ones (a 36-byte record: ~4x faster than a byte at a time)
+# eight dependent ones
 cdef uint32_t _CRC[8][256]
 cdef uint32_t _c
 cdef int _k
@@ -1053,10 +1053,10 @@ cdef class Ledger:
 # the last run; a run that reaches the end gets more slack, not a bigger table). A lookup stops
 # at the first slot that is empty or holds a larger value, so even at 90 % load it reads a
 # handful of slots; an insert shifts the rest of its run one slot right; a deletion shifts back
-# what may move closer to home. That lets the table
-# run at up to 90 % load and grow by 1.25x (any size, not a power of two): 8.9 to 11.1 bytes
-# per id, where a classic table at <= 70 % load doubling in size needs 11.4 to 22.9. Growing is
-# one ordered pass: every fingerprint goes to max(its new home, the previous one's slot + 1).
+# what may move closer to home. That lets the table run at a high load and grow by a small
+# factor (any size, not a power of two): fewer bytes per id than a classic table that must stay
+# sparse and double (docs/PERFORMANCE.md). Growing is one ordered pass: every fingerprint goes
+# to max(its new home, the previous one's slot + 1).
 
 
 cdef struct _Sip:

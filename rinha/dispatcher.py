@@ -165,7 +165,7 @@ class Dispatcher:
 
         Payments are sent in small batches, once per tick, rather than one by one as they
         arrive: every processor answer wakes this process, and fewer, grouped wake-ups
-        leave the event loop free for the clients (measured: p99 through Nginx 2.2 -> 1.3 ms).
+        leave the event loop free for the clients (docs/PERFORMANCE.md, "Why the code is so").
         """
         if self._closed:
             return

@@ -1,7 +1,7 @@
 """A small keep-alive HTTP/1.1 client over uvloop + httptools, for processors and peers.
 
-aiohttp's client costs several hundred µs of CPU per call; this one writes prebuilt request
-bytes on a pooled connection and parses the answer with httptools — tens of µs. One request
+Not aiohttp's client: this one writes prebuilt request bytes on a pooled connection and parses
+the answer with httptools, a fraction of the CPU per call (docs/PERFORMANCE.md). One request
 per connection at a time (no pipelining: a slow answer must not hold up the next one).
 """
 
@@ -172,10 +172,9 @@ class HttpPool:
         # requests waiting for a connection (capped pools only): (data, deadline, done),
         # deadline in loop time
         self._waiting: deque[tuple[bytes, float, Done]] = deque()
-        # one timer for every request's deadline, not one per request: a uvloop timer set
-        # and cancelled per call cost ~0.7 µs, 3,900 of a payment's ~105,700 instructions
-        # (callgrind, bench/payment_path.py); it also serves waiting requests' deadlines and
-        # the idle closes
+        # one timer for every request's deadline, not one per request (a timer set and
+        # cancelled per call showed in callgrind); it also serves waiting requests' deadlines
+        # and the idle closes
         self._sweep_timer: asyncio.TimerHandle | None = None
 
     @property
