@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from typing import cast
 from urllib.parse import urlsplit
 
+from rinha.tools import procfs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -154,10 +156,11 @@ async def _summary_latency(host: str, port: int, token: str, count: int) -> dict
 
 
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of a process."""
+    seconds = procfs.cpu_seconds(pid)
+    if seconds is None:
+        raise SystemExit(f"the emulator (pid {pid}) is gone")
+    return seconds
 
 
 def _spawn(port: int, cpu: str | None) -> subprocess.Popen:

@@ -6,7 +6,8 @@ This starts two emulated processors and, for each variant in turn, one instance 
 socket; a uvloop client in this process sends POST /payments at `--rate` over
 `--connections` keep-alive connections, one request out per connection at a time (as
 Nginx's upstream pool does, with the headers Nginx forwards from k6). Once every payment is
-answered and processed, it reads from /proc what the instance used meanwhile:
+answered and processed, it reads from /proc (rinha.tools.procfs) what the instance used
+meanwhile:
 
 - on-CPU time, the scheduler's nanosecond count (`/proc/PID/schedstat`);
 - the user / system split (`/proc/PID/stat`: sampled at each 4 ms tick on this kernel, so
@@ -39,33 +40,21 @@ from typing import Any
 
 from payment_path import nginx_request  # bench/, this script's own folder
 
+from rinha.tools import procfs
 from rinha.tools.stack import free_port
 
-TICKS = os.sysconf("SC_CLK_TCK")
 MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups", "faults", "syscalls")
 
 
 def usage(pid: int) -> tuple[float, float, float, int, int, int]:
     """(on-CPU s, user s, system s, voluntary context switches, minor page faults, read and
     write system calls) of a process so far."""
-    with open(f"/proc/{pid}/schedstat") as f:
-        on_cpu = int(f.read().split()[0]) / 1e9
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    with open(f"/proc/{pid}/status") as f:
-        woken = next(
-            int(line.split()[1]) for line in f if line.startswith("voluntary_ctxt_switches:")
-        )
-    with open(f"/proc/{pid}/io") as f:
-        io = dict(line.split(": ") for line in f.read().splitlines())
-    return (
-        on_cpu,
-        int(fields[11]) / TICKS,
-        int(fields[12]) / TICKS,
-        woken,
-        int(fields[7]),
-        int(io["syscr"]) + int(io["syscw"]),
-    )
+    on_cpu, times = procfs.on_cpu_seconds(pid), procfs.cpu_times(pid)
+    woken, faults = procfs.voluntary_switches(pid), procfs.minor_faults(pid)
+    syscalls = procfs.io_syscalls(pid)
+    if on_cpu is None or times is None or woken is None or faults is None or syscalls is None:
+        raise SystemExit(f"the instance (pid {pid}) is gone")
+    return on_cpu, times[0], times[1], woken, faults, syscalls
 
 
 class Client(asyncio.Protocol):

@@ -4,7 +4,7 @@ Starts two emulated processors and one `rinha serve`, pushes N payments through
 POST /payments (pipelined, several connections) no faster than they are processed (each
 sender waits while the backlog is above --max-backlog: the steady state of a service that
 keeps up, not a queue of a million), waits until every one is processed, and prints the
-instance's VmRSS / VmHWM (peak) from /proc, with the ledger size from /metrics.
+instance's VmRSS / VmHWM (peak) from /proc (rinha.tools.procfs), with the ledger size from /metrics.
 
     python bench/memory_1m.py [-n 1000000] [--connections 4] [--pipeline 64]
 """
@@ -21,15 +21,16 @@ import threading
 import time
 import uuid
 
+from rinha.tools import procfs
 from rinha.tools.stack import free_port
 
 
-def status_kb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS, VmHWM (peak), RssAnon and RssFile of the instance, MB, from one read."""
+    status = procfs.status_bytes(pid)
+    if status is None:
+        raise SystemExit(f"the instance (pid {pid}) is gone")
+    return {f: status.get(f, 0) / 2**20 for f in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
 
 
 def metrics(path: str) -> dict[str, float]:
@@ -105,7 +106,7 @@ def main() -> None:
         while not os.path.exists(sock):
             time.sleep(0.05)
         time.sleep(0.5)
-        rss_start = status_kb(server.pid, "VmRSS")
+        rss_start = memory_mb(server.pid)["VmRSS"]
         started = time.monotonic()
         share = args.n // args.connections
         push_args = (sock, share, args.pipeline, args.max_backlog)
@@ -125,13 +126,12 @@ def main() -> None:
             f"payments processed: {int(m['rinha_ledger_entries'])} in {elapsed:.0f} s "
             f"({total / elapsed:.0f}/s end to end)"
         )
+        mb = memory_mb(server.pid)
         print(
-            f"instance RSS: at start {rss_start / 1024:.1f} MB, after "
-            f"{status_kb(server.pid, 'VmRSS') / 1024:.1f} MB, peak (VmHWM) "
-            f"{status_kb(server.pid, 'VmHWM') / 1024:.1f} MB; of which the process's own "
-            f"(RssAnon) {status_kb(server.pid, 'RssAnon') / 1024:.1f} MB and mapped files "
-            f"(RssFile: the id table shared by the cluster) "
-            f"{status_kb(server.pid, 'RssFile') / 1024:.1f} MB"
+            f"instance RSS: at start {rss_start:.1f} MB, after {mb['VmRSS']:.1f} MB, peak (VmHWM) "
+            f"{mb['VmHWM']:.1f} MB; of which the process's own (RssAnon) {mb['RssAnon']:.1f} MB"
+            f" and mapped files (RssFile: the id table shared by the cluster) "
+            f"{mb['RssFile']:.1f} MB"
         )
         print(f"journal: {m['rinha_journal_bytes'] / 2**20:.1f} MiB")
     finally:  # (Ctrl-C reaches here; a plain SIGTERM would orphan the children)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import rinha.tools.stack as stack
 from rinha.__main__ import main
 from rinha.tools.stack import NginxNotFound, Stack, StackConfig, StackError
 from rinha.tools.stack import nginx as stack_nginx
-from rinha.tools.stack.processes import children_of, describe_exit
+from rinha.tools.stack.processes import describe_exit
 
 
 def test_missing_nginx_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,15 +84,6 @@ def test_a_child_dying_at_start_is_named_and_the_rest_stopped(tmp_path) -> None:
     ):
         s.start()
     assert s.children == []
-
-
-def test_children_of_finds_direct_children() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        assert child.pid in children_of(os.getpid())
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_describe_exit() -> None:

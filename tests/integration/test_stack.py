@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from rinha.tools import procfs
 from rinha.tools.stack import NginxNotFound, Stack, StackConfig, find_nginx, free_port
-from rinha.tools.stack.processes import children_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = {"X-Rinha-Token": "123"}
@@ -197,7 +197,7 @@ def test_payments_through_nginx_match_the_processors_then_sigterm(up: Up) -> Non
             line,
         ), line
     assert up.banner[2].startswith(f"rinha up: data dir {data_dir} ")
-    children = children_of(up.proc.pid)
+    children = procfs.children(up.proc.pid)
     assert len(children) == 5  # 2 processors, 2 instances, the Nginx master
     up.proc.send_signal(signal.SIGTERM)
     _, err = up.proc.communicate(timeout=20)
@@ -213,7 +213,7 @@ def test_payments_through_nginx_match_the_processors_then_sigterm(up: Up) -> Non
 def _instances(up: Up) -> list[int]:
     return [
         pid
-        for pid in children_of(up.proc.pid)
+        for pid in procfs.children(up.proc.pid)
         if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
@@ -237,11 +237,11 @@ def test_a_killed_instance_comes_back_and_a_dead_nginx_brings_the_stack_down(up:
 
     nginx = [
         p
-        for p in children_of(up.proc.pid)
+        for p in procfs.children(up.proc.pid)
         if p not in now and b"nginx" in Path(f"/proc/{p}/cmdline").read_bytes()
     ]
     assert len(nginx) == 1
-    others = [pid for pid in children_of(up.proc.pid) if pid != nginx[0]]
+    others = [pid for pid in procfs.children(up.proc.pid) if pid != nginx[0]]
     os.kill(nginx[0], signal.SIGKILL)
     _, err = up.proc.communicate(timeout=30)
     assert up.proc.returncode == 1, err

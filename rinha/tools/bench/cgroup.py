@@ -1,7 +1,8 @@
 """Confines the backend (nginx + instances) to 1.5 CPU and 350 MB with cgroup v1, and measures it.
 
 Each controller's group is created under the cgroup this process already lives in for that
-controller (read from /proc/self/cgroup), so a sandbox that accounts our memory still does.
+controller (/proc/self/cgroup, read by rinha.tools.procfs), so a sandbox that accounts our
+memory still does.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rinha.tools.procfs import cgroups, descendants
 
 ROOT = Path("/sys/fs/cgroup")
 NAME = "rinha-bench"
@@ -21,45 +24,11 @@ class CgroupError(RuntimeError):
     pass
 
 
-def own_cgroups(pid: int | str = "self") -> dict[str, str]:
-    """controller → path, from /proc/PID/cgroup (v1 lines `N:cpu,cpuacct:/path`)."""
-    out: dict[str, str] = {}
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for c in controllers.split(","):
-            if c:
-                out[c] = path
-    return out
-
-
-def descendants(pids: list[int]) -> list[int]:
-    """`pids` and every live process below them (nginx workers, forked children)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    seen: list[int] = []
-    stack = list(pids)
-    while stack:
-        pid = stack.pop()
-        if pid in seen or not Path(f"/proc/{pid}").exists():
-            continue
-        seen.append(pid)
-        stack.extend(children.get(pid, []))
-    return seen
-
-
 @dataclass
 class Usage:
     cpu_seconds: float | None = None  # cpuacct.usage since the reset
     peak_bytes: int | None = None  # memory.max_usage_in_bytes (pages charged to the group)
-    peak_rss_bytes: int | None = None  # sampled sum of the backend's VmRSS
+    peak_rss_bytes: int | None = None  # sampled sum of the backend's RSS
     oom_kills: int | None = None
     throttled_periods: int | None = None
     throttled_seconds: float | None = None
@@ -79,7 +48,7 @@ class BenchCgroup:
         return self.root / controller / base.lstrip("/") / self.name
 
     def create(self) -> None:
-        mine = own_cgroups()
+        mine = cgroups()
         for c in CONTROLLERS:
             if not (self.root / c / "cgroup.procs").exists():
                 raise CgroupError(f"no cgroup v1 '{c}' hierarchy under {self.root}")
@@ -189,18 +158,3 @@ class BenchCgroup:
                 sys.stderr.write(f"rinha bench: could not remove {d}: {exc}\n")
                 continue
             del self.dirs[c]
-
-
-def rss_bytes(pids: list[int]) -> int:
-    """Sum of VmRSS over `pids` (shared pages counted once per process: an upper bound)."""
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-                break
-    return total

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rinha.tools.bench.machine import Jiffies, cpu_times
+from rinha.tools.procfs import CpuTimes, machine_cpu_times
 
 
 class PrometheusParseError(ValueError):
@@ -74,7 +74,7 @@ class MetricsSampler:
     addresses: list[str]
     interval: float = 0.25
     samples: list[Sample] = field(default_factory=list)
-    machine: list[tuple[float, Jiffies]] = field(default_factory=list)  # (epoch s, jiffies)
+    machine: list[tuple[float, CpuTimes]] = field(default_factory=list)  # (epoch s, times)
     errors: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -106,8 +106,8 @@ class MetricsSampler:
                     self.errors += 1
                     continue
                 self.samples.append(Sample(time.time(), i, values))
-            if (jiffies := cpu_times()) is not None:
-                self.machine.append((time.time(), jiffies))
+            if (times := machine_cpu_times()) is not None:
+                self.machine.append((time.time(), times))
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
         for conn in conns:

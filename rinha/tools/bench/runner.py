@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rinha.tools import procfs
 from rinha.tools.bench import k6, schedules
-from rinha.tools.bench.cgroup import BenchCgroup, CgroupError, Usage, descendants, rss_bytes
-from rinha.tools.bench.machine import cpu_times, steal_per_bucket, steal_share
+from rinha.tools.bench.cgroup import BenchCgroup, CgroupError, Usage
+from rinha.tools.bench.machine import steal_per_bucket, steal_share
 from rinha.tools.bench.metrics import MetricsSampler
 from rinha.tools.bench.report import report_text
 from rinha.tools.bench.result import build_result, save
@@ -29,27 +30,19 @@ def _say(msg: str) -> None:
 
 
 def _proc_usage(pid: int) -> tuple[float, int] | None:
-    """(CPU seconds, peak RSS bytes) of a live process, from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+    """(CPU seconds, peak RSS bytes) of a live process."""
+    cpu, status = procfs.cpu_seconds(pid), procfs.status_bytes(pid)
+    if cpu is None or status is None:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    hwm = next((int(x.split()[1]) * 1024 for x in status.splitlines() if x.startswith("VmHWM:")), 0)
-    return cpu, hwm
+    return cpu, status.get("VmHWM", 0)
 
 
 FLOOR_MODULE = "rinha.tools.bench.noop"
 
 
 def _is_instance(pid: int) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"serve" in argv and any(b"rinha" in a for a in argv)
+    argv = procfs.cmdline(pid) or []
+    return "serve" in argv and any("rinha" in a for a in argv)
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -171,7 +164,7 @@ class _Run:
         cg = self.cgroup
         if cg is None:
             return
-        self.pids = descendants(pids)
+        self.pids = procfs.descendants(pids)
         before = cg.members()
         moved = cg.add(pids)
         late = [p for p in moved if p not in before]
@@ -267,7 +260,7 @@ class _Run:
                     except subprocess.TimeoutExpired:
                         pass
                     if self.pids:
-                        self.peak_rss = max(self.peak_rss, rss_bytes(self.pids))
+                        self.peak_rss = max(self.peak_rss, procfs.total_rss_bytes(self.pids))
                     self.k6_usage = _proc_usage(proc.pid) or self.k6_usage
                     if self.stack is not None and proc.poll() is None:
                         dead = self.stack.dead_child()
@@ -357,14 +350,14 @@ def run(args: argparse.Namespace) -> int:
         (out / "config.json").write_text(json.dumps(config, indent=1))
         run_.confine(pids)
         if not run_.pids and pids:
-            run_.pids = descendants(pids)
+            run_.pids = procfs.descendants(pids)
         run_.sampler = MetricsSampler(metrics, interval=args.sample_interval).start()
         if args.profile:
             run_.start_profiler(out)
         if run_.cgroup is not None:
             run_.cgroup.reset_cpu()
         run_.mark_cpu()
-        machine_at_start = cpu_times()
+        machine_at_start = procfs.machine_cpu_times()
         _say(
             f"k6 against {url}: schedule {load.schedule.name}, "
             + (
@@ -377,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         code = run_.run_k6(
             k6.command(k6_bin, str(out / "config.json"), str(out / "k6.log")), out, load.total_s + 5
         )
-        steal = steal_share(machine_at_start, cpu_times())
+        steal = steal_share(machine_at_start, procfs.machine_cpu_times())
         run_.stop_profiler()
         if (split := run_.cpu_split()) is not None:
             run_.notes.append(split)

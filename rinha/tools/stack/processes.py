@@ -91,24 +91,6 @@ def connects(address: str) -> bool:
     return True
 
 
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is pid (Nginx workers of a master)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            out.append(int(entry))
-    return sorted(out)
-
-
 def describe_exit(code: int) -> str:
     if code < 0:
         try:

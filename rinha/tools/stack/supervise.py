@@ -7,12 +7,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from rinha.tools.procfs import children
 from rinha.tools.stack.config import SHM, StackConfig, StackError, StackInfo
 from rinha.tools.stack.nginx import find_nginx, render_nginx_conf, source_root
 from rinha.tools.stack.processes import (
     Child,
     check_socket_path,
-    children_of,
     connects,
     describe_exit,
     free_port,
@@ -213,7 +213,7 @@ class Stack:
             data_dir=data_dir,
             sockets=tuple(sockets),
             internal_sockets=tuple(internal),
-            nginx_pids=(nginx_child.proc.pid, *children_of(nginx_child.proc.pid)),
+            nginx_pids=(nginx_child.proc.pid, *children(nginx_child.proc.pid)),
             instance_pids=tuple(c.proc.pid for c in instance_children),
             processor_pids=tuple(processor_pids),
         )
