@@ -246,6 +246,19 @@ def test_result_and_text() -> None:
     assert "machine        steal 3.4 % of CPU time" in report_text(r)
 
 
+def test_result_and_text_say_how_the_backend_was_confined() -> None:
+    m = k6.parse_summary(SUMMARY, CONFIG, PAYMENTS)
+    sched = schedules.get("healthy", 3)
+    r = build_result(CONFIG, m, {}, Usage(), [], sched)
+    assert r["confinement"] == {"cgroup": "none", "cpus": None, "memory_bytes": None}
+    assert "confinement    none: the backend ran unconfined" in report_text(r)
+    for version in ("v1", "v2"):
+        conf = {"cgroup": version, "cpus": 1.5, "memory_bytes": 350 * 2**20}
+        r = build_result(CONFIG, m, {}, Usage(), [], sched, confinement=conf)
+        assert json.loads(json.dumps(r, default=float))["confinement"] == conf
+        assert f"confinement    cgroup {version}: 1.5 CPU, 350 MB" in report_text(r)
+
+
 def test_save_writes_the_samples_and_a_result_json_without_fractions(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from fractions import Fraction
 

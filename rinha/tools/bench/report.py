@@ -18,6 +18,15 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f} ms"
 
 
+def _confinement(conf: dict[str, Any] | None) -> str:
+    if not conf or conf.get("cgroup", "none") == "none":
+        return "confinement    none: the backend ran unconfined"
+    return (
+        f"confinement    cgroup {conf['cgroup']}: {conf['cpus']:g} CPU,"
+        f" {conf['memory_bytes'] / 2**20:g} MB"
+    )
+
+
 def report_text(result: dict[str, Any]) -> str:
     s, r, lat = result["score"], result["requests"], result["latency_ms"]
     c, b, cfg = result["consistency"], result["backend"], result["config"]
@@ -72,6 +81,7 @@ def report_text(result: dict[str, Any]) -> str:
             lines.append("final window   differs: " + "; ".join(diffs))
     else:
         lines.append("final window   INCOMPLETE: a final summary did not answer")
+    lines.append(_confinement(result.get("confinement")))
     secs = result["test_duration_ms"] / 1000 or 1
     parts = []
     if b.get("cpu_seconds") is not None:

@@ -32,7 +32,10 @@ def build_result(
     schedule: schedules.Schedule,
     steal: float | None = None,
     steal_series: list[float | None] | None = None,
+    confinement: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`confinement`: {"cgroup": "v1" | "v2" | "none", "cpus", "memory_bytes"} of the backend
+    (None: it was not confined)."""
     sc = scoring.score(measured.score_input())
     amount = scoring.to_cents(config["amount"])
     buckets, width = measured.accepted_per_bucket, measured.bucket_s
@@ -85,6 +88,7 @@ def build_result(
         "k6_errors": log.get("k6", [])[:20],
         "k6_warnings": log.get("k6_warnings", []),
         "backend": asdict(usage),
+        "confinement": confinement or {"cgroup": "none", "cpus": None, "memory_bytes": None},
         # of all CPU time: over k6's run, and per series bucket
         "machine": {"steal_share": steal, "steal_per_bucket": steal_series or []},
         "series": {

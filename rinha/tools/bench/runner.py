@@ -69,6 +69,8 @@ class _Run:
         self._spy_log: Any = None
         self.k6_usage: tuple[float, int] | None = None  # (CPU seconds, peak RSS bytes)
         self.cpu_at_start: dict[int, float] = {}  # backend pid -> CPU seconds when k6 started
+        # result.json's "confinement": the hierarchy used ("v1", "v2", "none") and its limits
+        self.confinement: dict[str, Any] = {"cgroup": "none", "cpus": None, "memory_bytes": None}
 
     def mark_cpu(self) -> None:
         self.cpu_at_start = {pid: u[0] for pid in self.pids if (u := _proc_usage(pid))}
@@ -111,6 +113,7 @@ class _Run:
             _say(f"warning: {exc}; running unconfined")
             return
         self.cgroup = cg
+        self.confinement = {"cgroup": cg.version, "cpus": cg.cpus, "memory_bytes": cg.memory_bytes}
 
     def start_stack(self, out: Path) -> tuple[str, str, str, list[str], list[int]]:
         a = self.args
@@ -175,8 +178,8 @@ class _Run:
             )
         a = self.args
         _say(
-            f"cgroup {cg.name}: {a.cpus:g} CPU, {a.memory_mb:g} MB; {len(moved)} processes "
-            f"({', '.join(map(str, moved))})"
+            f"cgroup {cg.version} {cg.name}: {a.cpus:g} CPU, {a.memory_mb:g} MB;"
+            f" {len(moved)} processes ({', '.join(map(str, moved))})"
         )
 
     def cleanup(self) -> None:
@@ -261,6 +264,8 @@ class _Run:
                         pass
                     if self.pids:
                         self.peak_rss = max(self.peak_rss, procfs.total_rss_bytes(self.pids))
+                    if self.cgroup is not None:
+                        self.cgroup.poll()
                     self.k6_usage = _proc_usage(proc.pid) or self.k6_usage
                     if self.stack is not None and proc.poll() is None:
                         dead = self.stack.dead_child()
@@ -401,7 +406,15 @@ def run(args: argparse.Namespace) -> int:
         len(measured.accepted_per_bucket),
     )
     result = build_result(
-        config, measured, log, run_.usage, run_.notes, load.schedule, steal, steal_series
+        config,
+        measured,
+        log,
+        run_.usage,
+        run_.notes,
+        load.schedule,
+        steal,
+        steal_series,
+        confinement=run_.confinement,
     )
     samples = run_.sampler.samples if run_.sampler else []
     save(out, result, samples)
