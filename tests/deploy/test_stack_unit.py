@@ -221,3 +221,21 @@ def test_setup_py_ships_every_tools_package() -> None:
     assert "rinha.tools.stack" in packages
     for name in packages:
         assert f'"{name}"' in text, f"setup.py does not list {name}"
+
+
+def test_connects_to_unix_sockets_and_tcp_ports_through_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rinha.tools.stack.processes import connects
+
+    path = tmp_path / "s.sock"
+    assert not connects(f"unix:{path}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix, socket.socket() as tcp:
+        unix.bind(str(path))
+        unix.listen()
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        port = tcp.getsockname()[1]
+        assert connects(f"unix:{path}")
+        assert connects(f"127.0.0.1:{port}") and connects(f"http://127.0.0.1:{port}")
+    assert not connects(f"127.0.0.1:{port}")
+    with pytest.raises(ValueError):
+        connects("no-port")

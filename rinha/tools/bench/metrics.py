@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
+from rinha.address import Address
 from rinha.tools.procfs import CpuTimes, machine_cpu_times
 
 
@@ -39,24 +39,22 @@ def parse_prometheus(text: str) -> dict[str, float]:
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+    def __init__(self, address: Address, timeout: float) -> None:
+        super().__init__(address.host_header, timeout=timeout)
+        self._address = address
+        self._connect_timeout = timeout  # s
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+        self.sock = self._address.connect(self._connect_timeout)
 
 
 def connection_for(address: str, timeout: float = 0.5) -> http.client.HTTPConnection:
-    """`unix:/path.sock`, `http://host:port` or `host:port` → a keep-alive HTTP connection."""
-    if address.startswith("unix:"):
-        return _UnixHTTPConnection(address[5:], timeout)
-    hostport = address.removeprefix("http://").rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    return http.client.HTTPConnection(host or "127.0.0.1", int(port), timeout=timeout)
+    """`unix:/path.sock`, `http://host:port` or `host:port` → a keep-alive HTTP connection;
+    ValueError for anything else. `timeout`: s, per connect and per read."""
+    where = Address.parse(address)
+    if where.unix_path is not None:
+        return _UnixHTTPConnection(where, timeout)
+    return http.client.HTTPConnection(where.host or "", where.port, timeout=timeout)
 
 
 @dataclass

@@ -75,17 +75,11 @@ def port_in_use(host: str, port: int) -> bool:
 
 def connects(address: str) -> bool:
     """True once something accepts connections at `unix:/path` or `host:port`."""
-    import socket
+    from rinha.address import Address  # imports socket: not at this module's import
 
     try:
-        if address.startswith("unix:"):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(0.5)
-                s.connect(address[5:])
-        else:
-            host, _, port = address.rpartition(":")
-            with socket.create_connection((host, int(port)), timeout=0.5):
-                pass
+        with Address.parse(address).connect(timeout=0.5):  # s
+            pass
     except OSError:
         return False
     return True
