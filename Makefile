@@ -22,6 +22,7 @@ EXTRA_REQS := import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb")
 REQS = $(shell $(PY) -c '$(EXTRA_REQS)' $(1))
 
 .PHONY: help venv deps system-deps lint-deps build up test test-faults lint profile bench compose-test \
+	readme-config \
 	image submission fresh-check \
 	clean distclean
 
@@ -139,6 +140,9 @@ lint: lint-deps venv $(DEV_INSTALLED)  ## ruff, mypy, shellcheck (and hadolint i
 		echo "hadolint Dockerfile docker/base/*.Dockerfile"; \
 		hadolint Dockerfile docker/base/*.Dockerfile; \
 	else echo "hadolint not installed: Dockerfiles not linted"; fi
+
+readme-config: venv  ## rewrite the README's configuration table from rinha/config.py
+	$(PY) -c 'import sys; from rinha.config import write_readme_table as w; print("README.md:", "updated" if w("README.md") else "up to date")'
 
 bench: deps  ## the judged load test (k6) against `rinha up` in a 1.5 CPU / 350 MB cgroup
 	$(PIP_INSTALL) $(call REQS,bench)

@@ -78,8 +78,46 @@ cdef class Journal:
     cdef int _room(self, Py_ssize_t n) except -1
     cdef int _datasync(self) except -1
     cdef int _sync_c(self) except -1
+    cdef int accept_c(self, const unsigned char* raw, int64_t cents) except -1
     cdef int append_c(self, int kind, const unsigned char* raw, int64_t cents, int processor,
                       int64_t ms) except -1
     cdef int flush_c(self) except -1
     cdef int _record(self, int kind, object correlation_id, object cents, object processor,
                      object ms) except -1
+
+
+cdef struct _Queued:
+    unsigned char raw[16]  # the correlationId's UUID bytes
+    int64_t cents
+
+
+@cython.final
+cdef class PaymentQueue:
+    # a ring of _cap records; the first at _head, _len of them
+    cdef _Queued* _items
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _head
+    cdef Py_ssize_t _len
+
+    cdef int _grow(self) except -1
+    cdef int push_c(self, const unsigned char* raw, int64_t cents) except -1
+    cdef int push_front_c(self, const unsigned char* raw, int64_t cents) except -1
+
+
+@cython.final
+cdef class PaymentIntake:
+    cdef SharedIdSet _ids
+    cdef Journal _journal
+    cdef PaymentQueue _queue
+    cdef Py_ssize_t _max_body  # bytes
+    # prebuilt answers (rinha.answers)
+    cdef object _accepted_answer
+    cdef object _duplicate_answer
+    cdef object _mismatch_answer
+    cdef object _ids_full_answer
+    cdef object _backlog_full_answer
+    # answers given, by kind (also counted by the general path: rinha.routes)
+    cdef public Py_ssize_t accepted
+    cdef public Py_ssize_t rejected
+    cdef public Py_ssize_t duplicates
+    cdef public Py_ssize_t refused_full  # 503: backlog or id table full, journal write failed

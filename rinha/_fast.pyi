@@ -22,6 +22,8 @@ __all__ = [
     "IdSet",
     "Journal",
     "Ledger",
+    "PaymentIntake",
+    "PaymentQueue",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -391,3 +393,57 @@ class Journal:
     def dropped_bytes(self) -> int:
         """Bytes of data the last `replay()` found past the point where it stopped, the zeros
         that end the file not counted (0 if none, or never replayed)."""
+
+class PaymentQueue:
+    """Payments accepted and not yet attempted, first in first out. Compiled: a ring of 24-byte
+    C records (the id's 16 bytes, int cents) doubling when full, so that no Python object
+    exists per queued payment until `pop()` makes one for the payment about to be sent. The
+    ids come out in canonical lower case."""
+
+    def __init__(self) -> None: ...
+    def push(self, correlation_id: str, cents: int) -> None:
+        """Queue at the end. ValueError if the id is not a canonical UUID."""
+    def push_front(self, correlation_id: str, cents: int) -> None:
+        """Queue at the front (a payment put back after an attempt known not stored)."""
+    def pop(self) -> tuple[str, int]:
+        """(correlationId, cents) of the first; IndexError when empty."""
+    def items(self) -> list[tuple[str, int]]:
+        """Every queued payment, first to last (for the journal's compaction)."""
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+
+class PaymentIntake:
+    """`POST /payments` framed and answered without the general HTTP parser.
+
+    `feed(data, room)` takes the requests at the start of `data` (bytes a connection received at
+    a request boundary) for as long as each is a whole, plain `POST /payments HTTP/1.1`: a head
+    within 8 KiB whose headers are well-formed, with exactly one Content-Length (at most
+    `max_body`), no Transfer-Encoding, Expect or Upgrade, Connection only `keep-alive`, the
+    whole body present and a valid payment (`parse_payment`). For each it does what
+    `rinha.routes.post_payment` does, in the same order: `room` (payments the backlog may
+    still take) used up -> the backlog-full answer; `journal.accept` (OSError: stop before this
+    request); `ids.claim` -> new: queued on `queue`, the accepted answer; conflict, full,
+    duplicate -> their answers. `answers` are (accepted, duplicate, amount mismatch, ids full,
+    backlog full) response bytes.
+
+    Returns (bytes used, the answers to those requests concatenated, payments accepted); the
+    caller hands `data[used:]` (anything else, an incomplete request, an invalid body) to the
+    general parser, which answers it as before. The counters count the answers it gave.
+    Compiled: the framing, the body, the journal record, the claim and the queue record are C,
+    with no Python object made but the returned tuple.
+    """
+
+    accepted: int
+    rejected: int
+    duplicates: int
+    refused_full: int  # backlog or id table full
+
+    def __init__(
+        self,
+        ids: SharedIdSet,
+        journal: Journal,
+        queue: PaymentQueue,
+        max_body: int,
+        answers: tuple[bytes, bytes, bytes, bytes, bytes],
+    ) -> None: ...
+    def feed(self, data: bytes, room: int) -> tuple[int, bytes, int]: ...

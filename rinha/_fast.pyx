@@ -67,6 +67,8 @@ __all__ = [
     "IdSet",
     "Journal",
     "Ledger",
+    "PaymentIntake",
+    "PaymentQueue",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -133,6 +135,8 @@ cdef enum:
     _REC = 40  # bytes per journal record
     _REC_MAGIC = 0xA5  # first byte of every record: zero-filled or torn space does not match
     _JNL_CHUNK = 1 << 20  # the journal's file grows by this much at a time, ahead of its records
+    _QUEUE_INITIAL = 1024  # PaymentQueue entries (24 KiB); doubles when full
+    _MAX_HEAD = 8192  # bytes of a request line and headers the intake frames (as protocol.py)
     _SNAP_CHUNK = 4096  # ledger entries per write(2) of a snapshot (64 KiB)
 
 cdef int64_t _MAX_CENTS = 10000000000000  # largest accepted amount: 100,000,000,000.00
@@ -145,11 +149,18 @@ MAX_CENTS = _MAX_CENTS
 MIN_MS = _MIN_MS
 MAX_MS = _MAX_MS
 
-CLAIM_NEW = 0
-CLAIM_MINE = 1
-CLAIM_OTHER = 2
-CLAIM_CONFLICT = 3
-CLAIM_FULL = 4
+cdef enum:
+    _CLAIM_NEW = 0
+    _CLAIM_MINE = 1
+    _CLAIM_OTHER = 2
+    _CLAIM_CONFLICT = 3
+    _CLAIM_FULL = 4
+
+CLAIM_NEW = _CLAIM_NEW
+CLAIM_MINE = _CLAIM_MINE
+CLAIM_OTHER = _CLAIM_OTHER
+CLAIM_CONFLICT = _CLAIM_CONFLICT
+CLAIM_FULL = _CLAIM_FULL
 
 J_ACCEPT = 1
 J_ATTEMPT = 2
@@ -572,20 +583,23 @@ cdef bint _uuid_lower(cstr s, unsigned char* out) noexcept nogil:
     return True
 
 
-def parse_payment(body):
-    cdef bytes data = body if type(body) is bytes else bytes(memoryview(body))
-    cdef cstr start = <cstr>PyBytes_AS_STRING(data)
-    cdef cstr end = start + PyBytes_GET_SIZE(data)
+# why a body is refused, by _payment_c's code (1..): the messages of rinha.errors
+_REFUSALS = (None, R_UTF8, R_JSON, R_TRAILING, R_NOT_OBJECT, R_ID_MISSING, R_ID_DUPLICATE,
+             R_ID_TYPE, R_ID_UUID, R_AMOUNT_MISSING, R_AMOUNT_DUPLICATE, R_AMOUNT_TYPE,
+             R_AMOUNT_SIGN, R_AMOUNT_LARGE, R_AMOUNT_ZERO)
+
+
+cdef int _payment_c(cstr start, cstr end, unsigned char* lower, int64_t* cents) noexcept nogil:
+    """0 with the lower-case id text (36 bytes) in `lower` and the amount in `cents`, or the
+    index in _REFUSALS of why the body is refused."""
     cdef cstr p
     cdef bint is_object = False
     cdef _Body found
     cdef unsigned char id_buf[36]
-    cdef unsigned char lower[36]
     cdef cstr id_text
-    cdef int64_t cents
     memset(&found, 0, sizeof(found))
     if not _utf8_ok(start, end - start):
-        raise InvalidPayment(R_UTF8)
+        return 1
     p = _ws(start, end)
     if p < end and p[0] == c'{':
         is_object = True
@@ -593,41 +607,50 @@ def parse_payment(body):
     else:
         p = _value(p, end, 0)
     if p == NULL:
-        raise InvalidPayment(R_JSON)
+        return 2
     if _ws(p, end) != end:
-        raise InvalidPayment(R_TRAILING)
+        return 3
     if not is_object:
-        raise InvalidPayment(R_NOT_OBJECT)
-
+        return 4
     if found.n_id == 0:
-        raise InvalidPayment(R_ID_MISSING)
+        return 5
     if found.n_id > 1:
-        raise InvalidPayment(R_ID_DUPLICATE)
+        return 6
     if found.id_kind != _STRING:
-        raise InvalidPayment(R_ID_TYPE)
+        return 7
     id_text = found.id_start
     if found.id_escaped:
         if _unescape_ascii(found.id_start, found.id_end, id_buf, 36) != 36:
-            raise InvalidPayment(R_ID_UUID)
+            return 8
         id_text = id_buf
     elif found.id_end - found.id_start != 36:
-        raise InvalidPayment(R_ID_UUID)
+        return 8
     if not _uuid_lower(id_text, lower):
-        raise InvalidPayment(R_ID_UUID)
-
+        return 8
     if found.n_amount == 0:
-        raise InvalidPayment(R_AMOUNT_MISSING)
+        return 9
     if found.n_amount > 1:
-        raise InvalidPayment(R_AMOUNT_DUPLICATE)
+        return 10
     if found.amount_kind != _NUMBER:
-        raise InvalidPayment(R_AMOUNT_TYPE)
-    cents = _cents(&found.amount)
-    if cents == -1:
-        raise InvalidPayment(R_AMOUNT_SIGN)
-    if cents == -2:
-        raise InvalidPayment(R_AMOUNT_LARGE)
-    if cents == 0:
-        raise InvalidPayment(R_AMOUNT_ZERO)
+        return 11
+    cents[0] = _cents(&found.amount)
+    if cents[0] == -1:
+        return 12
+    if cents[0] == -2:
+        return 13
+    if cents[0] == 0:
+        return 14
+    return 0
+
+
+def parse_payment(body):
+    cdef bytes data = body if type(body) is bytes else bytes(memoryview(body))
+    cdef cstr start = <cstr>PyBytes_AS_STRING(data)
+    cdef unsigned char lower[36]
+    cdef int64_t cents = 0
+    cdef int refused = _payment_c(start, start + PyBytes_GET_SIZE(data), lower, &cents)
+    if refused:
+        raise InvalidPayment(_REFUSALS[refused])
     return (<char*>lower)[:36].decode("ascii"), cents
 
 
@@ -1131,15 +1154,18 @@ _key_words(_IDSET_KEY, &_IDSET_K0, &_IDSET_K1)
 
 cdef bint _uuid_raw(object correlation_id, unsigned char* out) except -1:
     """The 16 bytes of a canonical UUID str (either case) into out; False if it is not one."""
-    cdef cstr s
-    cdef int i, n = 0
-    cdef signed char hi, lo
     if not isinstance(correlation_id, str):
         raise TypeError(f"correlation_id must be str, not {type(correlation_id).__name__}")
     if (PyUnicode_GET_LENGTH(correlation_id) != 36
             or PyUnicode_KIND(correlation_id) != PyUnicode_1BYTE_KIND):
         return False
-    s = <cstr>PyUnicode_1BYTE_DATA(correlation_id)
+    return _uuid_raw_c(<cstr>PyUnicode_1BYTE_DATA(correlation_id), out)
+
+
+cdef bint _uuid_raw_c(cstr s, unsigned char* out) noexcept nogil:
+    """The 16 bytes of 36 bytes of canonical UUID text (either case); False if it is not."""
+    cdef int i, n = 0
+    cdef signed char hi, lo
     if s[8] != c'-' or s[13] != c'-' or s[18] != c'-' or s[23] != c'-':
         return False
     i = 0
@@ -2071,14 +2097,11 @@ cdef class Journal:
         _check_record(kind, p, amount)
         return self.append_c(kind, raw, amount, <int>p, at)
 
-    def accept(self, correlation_id, cents):
-        cdef unsigned char raw[16]
+    cdef int accept_c(self, const unsigned char* raw, int64_t cents) except -1:
         cdef unsigned char rec[_REC]
-        cdef int64_t amount = _i64(cents)
-        _uuid_raw_of(correlation_id, raw)
-        _check_record(1, 0, amount)
+        _check_record(1, 0, cents)
         self._ready()
-        _encode(rec, 1, 0, raw, amount, 0)
+        _encode(rec, 1, 0, raw, cents, 0)
         if self._size + self._buf_len + _REC > self._map_len:
             self._room(self._buf_len + _REC)  # OSError: nothing of it is in the file
         if self._buf_len:
@@ -2092,6 +2115,13 @@ cdef class Journal:
                 self._size -= _REC
                 memset(self._map + self._size, 0, _REC)
                 raise
+        return 0
+
+    def accept(self, correlation_id, cents):
+        cdef unsigned char raw[16]
+        cdef int64_t amount = _i64(cents)
+        _uuid_raw_of(correlation_id, raw)
+        self.accept_c(raw, amount)
 
     def attempt(self, correlation_id, cents, processor, ms):
         self._record(2, correlation_id, cents, processor, ms)
@@ -2221,3 +2251,258 @@ cdef class Journal:
     @property
     def dropped_bytes(self):
         return self._dropped
+
+
+# -- accepted payments as C data, and POST /payments framed and answered in C -------------------
+
+
+@cython.final
+cdef class PaymentQueue:
+    """Payments accepted and not yet attempted, first in first out: a ring of 24-byte C
+    records, no Python object per payment until one is popped to be sent."""
+
+    def __cinit__(self):
+        self._items = <_Queued*>PyMem_Malloc(_QUEUE_INITIAL * sizeof(_Queued))
+        if self._items == NULL:
+            raise MemoryError()
+        self._cap = _QUEUE_INITIAL
+        self._head = 0
+        self._len = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self._items)
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t cap = self._cap * 2, first = self._cap - self._head
+        cdef _Queued* items = <_Queued*>PyMem_Malloc(cap * sizeof(_Queued))
+        if items == NULL:
+            raise MemoryError()
+        if first >= self._len:
+            memcpy(items, self._items + self._head, self._len * sizeof(_Queued))
+        else:  # wrapped: the tail end of the ring, then its start
+            memcpy(items, self._items + self._head, first * sizeof(_Queued))
+            memcpy(items + first, self._items, (self._len - first) * sizeof(_Queued))
+        PyMem_Free(self._items)
+        self._items = items
+        self._cap = cap
+        self._head = 0
+        return 0
+
+    cdef int push_c(self, const unsigned char* raw, int64_t cents) except -1:
+        cdef _Queued* item
+        if self._len == self._cap:
+            self._grow()
+        item = &self._items[(self._head + self._len) % self._cap]
+        memcpy(item.raw, raw, 16)
+        item.cents = cents
+        self._len += 1
+        return 0
+
+    cdef int push_front_c(self, const unsigned char* raw, int64_t cents) except -1:
+        cdef _Queued* item
+        if self._len == self._cap:
+            self._grow()
+        self._head = (self._head + self._cap - 1) % self._cap
+        item = &self._items[self._head]
+        memcpy(item.raw, raw, 16)
+        item.cents = cents
+        self._len += 1
+        return 0
+
+    def push(self, correlation_id, cents):
+        cdef unsigned char raw[16]
+        cdef int64_t amount = _i64(cents)
+        _uuid_raw_of(correlation_id, raw)
+        self.push_c(raw, amount)
+
+    def push_front(self, correlation_id, cents):
+        cdef unsigned char raw[16]
+        cdef int64_t amount = _i64(cents)
+        _uuid_raw_of(correlation_id, raw)
+        self.push_front_c(raw, amount)
+
+    def pop(self):
+        cdef _Queued* item
+        if self._len == 0:
+            raise IndexError("pop from an empty PaymentQueue")
+        item = &self._items[self._head]
+        self._head = (self._head + 1) % self._cap
+        self._len -= 1
+        return _uuid_str(item.raw), item.cents
+
+    def items(self):
+        cdef Py_ssize_t i
+        cdef _Queued* item
+        cdef list out = []
+        for i in range(self._len):
+            item = &self._items[(self._head + i) % self._cap]
+            out.append((_uuid_str(item.raw), item.cents))
+        return out
+
+    def clear(self):
+        self._head = 0
+        self._len = 0
+
+    def __len__(self):
+        return self._len
+
+
+cdef const char* _POST_PAYMENTS = b"POST /payments HTTP/1.1\r\n"
+cdef Py_ssize_t _POST_PAYMENTS_LEN = 25
+
+
+cdef inline bint _tchar(unsigned char c) noexcept nogil:
+    """A character of an HTTP token (a header name), RFC 9110 5.6.2."""
+    if (c >= c'a' and c <= c'z') or (c >= c'A' and c <= c'Z') or (c >= c'0' and c <= c'9'):
+        return True
+    return (c == c'!' or c == c'#' or c == c'$' or c == c'%' or c == c'&' or c == c"'"
+            or c == c'*' or c == c'+' or c == c'-' or c == c'.' or c == c'^' or c == c'_'
+            or c == c'`' or c == c'|' or c == c'~')
+
+
+cdef inline bint _name_is(cstr name, Py_ssize_t n, const char* lower, Py_ssize_t m) noexcept nogil:
+    """An HTTP header name equals `lower` (m bytes, lower case), ignoring case."""
+    cdef Py_ssize_t i
+    if n != m:
+        return False
+    for i in range(n):
+        if (name[i] | 0x20) != <unsigned char>lower[i]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _frame_post(cstr p, cstr end, Py_ssize_t max_body, cstr* body,
+                            Py_ssize_t* body_len) noexcept nogil:
+    """The length of one whole, plain `POST /payments HTTP/1.1` request at p (its body in
+    `body`); 0 for anything else: incomplete, another route, a head over _MAX_HEAD bytes,
+    Transfer-Encoding, Expect, Upgrade, Connection other than keep-alive, no or a repeated
+    or malformed Content-Length, a body over max_body, any malformed line. Those go to the
+    general parser, which answers them as it always did."""
+    cdef cstr q, name, value, value_end
+    cdef Py_ssize_t name_len, length = -1
+    if end - p < _POST_PAYMENTS_LEN or memcmp(p, _POST_PAYMENTS, _POST_PAYMENTS_LEN) != 0:
+        return 0
+    q = p + _POST_PAYMENTS_LEN
+    while True:
+        if q - p > _MAX_HEAD or end - q < 2:
+            return 0
+        if q[0] == c'\r':
+            if q[1] != c'\n':
+                return 0
+            q += 2
+            break
+        name = q
+        while q < end and _tchar(q[0]):
+            q += 1
+        name_len = q - name
+        if name_len == 0 or q >= end or q[0] != c':':
+            return 0
+        q += 1
+        while q < end and (q[0] == c' ' or q[0] == c'\t'):
+            q += 1
+        value = q
+        while q < end and q[0] != c'\r':
+            if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
+                return 0
+            q += 1
+        if end - q < 2 or q[1] != c'\n':
+            return 0
+        value_end = q
+        while value_end > value and (value_end[-1] == c' ' or value_end[-1] == c'\t'):
+            value_end -= 1
+        q += 2
+        if _name_is(name, name_len, "content-length", 14):
+            if length >= 0 or value_end == value or value_end - value > 9:
+                return 0
+            length = 0
+            while value < value_end:
+                if not _digit(value[0]):
+                    return 0
+                length = length * 10 + (value[0] - 48)
+                value += 1
+        elif _name_is(name, name_len, "connection", 10):
+            if not _name_is(value, value_end - value, "keep-alive", 10):
+                return 0
+        elif (_name_is(name, name_len, "transfer-encoding", 17)
+              or _name_is(name, name_len, "expect", 6)
+              or _name_is(name, name_len, "upgrade", 7)):
+            return 0
+    if length < 0 or length > max_body or end - q < length:
+        return 0
+    body[0] = q
+    body_len[0] = length
+    return (q - p) + length
+
+
+@cython.final
+cdef class PaymentIntake:
+    """POST /payments framed and answered in C, for a connection at a request boundary."""
+
+    def __init__(self, SharedIdSet ids not None, Journal journal not None,
+                 PaymentQueue queue not None, Py_ssize_t max_body, answers):
+        self._ids = ids
+        self._journal = journal
+        self._queue = queue
+        self._max_body = max_body
+        (self._accepted_answer, self._duplicate_answer, self._mismatch_answer,
+         self._ids_full_answer, self._backlog_full_answer) = answers
+        self.accepted = 0
+        self.rejected = 0
+        self.duplicates = 0
+        self.refused_full = 0
+
+    def feed(self, bytes data not None, Py_ssize_t room):
+        cdef cstr start = <cstr>PyBytes_AS_STRING(data)
+        cdef cstr end = start + PyBytes_GET_SIZE(data)
+        cdef cstr p = start
+        cdef cstr body
+        cdef Py_ssize_t n, body_len
+        cdef unsigned char lower[36]
+        cdef unsigned char raw[16]
+        cdef int64_t cents
+        cdef int claim
+        cdef Py_ssize_t taken = 0
+        cdef object answer, out = None
+        cdef list parts = None
+        self._ids._ready()
+        while p < end:
+            n = _frame_post(p, end, self._max_body, &body, &body_len)
+            if n == 0:
+                break
+            if _payment_c(body, body + body_len, lower, &cents) != 0:
+                break  # the general path answers 400 with the reason
+            if room <= 0:
+                self.refused_full += 1
+                answer = self._backlog_full_answer
+            else:
+                _uuid_raw_c(lower, raw)
+                try:  # on disk (page cache) before the claim and the 202
+                    self._journal.accept_c(raw, cents)
+                except OSError:
+                    break  # the general path logs it and answers 503
+                claim = self._ids.claim_raw(raw, cents)
+                if claim == _CLAIM_NEW:
+                    self._queue.push_c(raw, cents)
+                    self.accepted += 1
+                    taken += 1
+                    room -= 1
+                    answer = self._accepted_answer
+                elif claim == _CLAIM_CONFLICT:
+                    self.rejected += 1
+                    answer = self._mismatch_answer
+                elif claim == _CLAIM_FULL:
+                    self.refused_full += 1
+                    answer = self._ids_full_answer
+                else:  # CLAIM_MINE, CLAIM_OTHER: accepted before, here or by a peer
+                    self.duplicates += 1
+                    answer = self._duplicate_answer
+            p += n
+            if out is None:
+                out = answer
+            else:
+                if parts is None:
+                    parts = [out]
+                parts.append(answer)
+        if parts is not None:
+            out = b"".join(parts)
+        return p - start, (b"" if out is None else out), taken

@@ -18,6 +18,7 @@ import re
 import struct
 import sys
 import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
@@ -61,6 +62,8 @@ __all__ = [
     "IdSet",
     "Journal",
     "Ledger",
+    "PaymentIntake",
+    "PaymentQueue",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -1177,3 +1180,159 @@ class Journal:
     @property
     def dropped_bytes(self) -> int:
         return self._dropped
+
+
+# -- accepted payments, and POST /payments framed and answered without the general parser --------
+
+
+class PaymentQueue:
+    """Payments accepted and not yet attempted, first in first out: (correlationId, cents)."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, int]] = deque()
+
+    def push(self, correlation_id: str, cents: int) -> None:
+        self._items.append((_uuid_str(_uuid_raw(correlation_id)), _int64(cents)))
+
+    def push_front(self, correlation_id: str, cents: int) -> None:
+        self._items.appendleft((_uuid_str(_uuid_raw(correlation_id)), _int64(cents)))
+
+    def pop(self) -> tuple[str, int]:
+        if not self._items:
+            raise IndexError("pop from an empty PaymentQueue")
+        return self._items.popleft()
+
+    def items(self) -> list[tuple[str, int]]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_POST_PAYMENTS = b"POST /payments HTTP/1.1\r\n"
+_MAX_HEAD = 8192  # bytes of a request line and headers the intake frames (as protocol.py)
+_TCHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_REFUSED_HEADERS = (b"transfer-encoding", b"expect", b"upgrade")
+
+
+def _frame_post(data: bytes, p: int, max_body: int) -> tuple[int, int, int]:
+    """(length, body start, body length) of one whole, plain `POST /payments HTTP/1.1`
+    request at data[p:]; length 0 for anything else (see _fast.pyx _frame_post)."""
+    end = len(data)
+    if not data.startswith(_POST_PAYMENTS, p):
+        return 0, 0, 0
+    q = p + len(_POST_PAYMENTS)
+    length = -1
+    while True:
+        if q - p > _MAX_HEAD or end - q < 2:
+            return 0, 0, 0
+        if data[q] == 0x0D:  # CR
+            if data[q + 1] != 0x0A:
+                return 0, 0, 0
+            q += 2
+            break
+        name_start = q
+        while q < end and data[q] in _TCHARS:
+            q += 1
+        name = data[name_start:q].lower()
+        if not name or q >= end or data[q] != 0x3A:  # ':'
+            return 0, 0, 0
+        q += 1
+        while q < end and data[q] in (0x20, 0x09):
+            q += 1
+        value_start = q
+        while q < end and data[q] != 0x0D:
+            if (data[q] < 0x20 and data[q] != 0x09) or data[q] == 0x7F:
+                return 0, 0, 0
+            q += 1
+        if end - q < 2 or data[q + 1] != 0x0A:
+            return 0, 0, 0
+        value = data[value_start:q].rstrip(b" \t")
+        q += 2
+        if name == b"content-length":
+            if length >= 0 or not value or len(value) > 9 or not value.isdigit():
+                return 0, 0, 0
+            length = int(value)
+        elif name == b"connection":
+            if value.lower() != b"keep-alive":
+                return 0, 0, 0
+        elif name in _REFUSED_HEADERS:
+            return 0, 0, 0
+    if length < 0 or length > max_body or end - q < length:
+        return 0, 0, 0
+    return q - p + length, q, length
+
+
+class PaymentIntake:
+    """POST /payments framed and answered without the general parser, for a connection at a
+    request boundary: `feed(data, room)` -> (bytes used, answers, payments accepted)."""
+
+    def __init__(
+        self,
+        ids: SharedIdSet,
+        journal: Journal,
+        queue: PaymentQueue,
+        max_body: int,
+        answers: tuple[bytes, bytes, bytes, bytes, bytes],
+    ) -> None:
+        self._ids = ids
+        self._journal = journal
+        self._queue = queue
+        self._max_body = max_body
+        (
+            self._accepted_answer,
+            self._duplicate_answer,
+            self._mismatch_answer,
+            self._ids_full_answer,
+            self._backlog_full_answer,
+        ) = answers
+        self.accepted = 0
+        self.rejected = 0
+        self.duplicates = 0
+        self.refused_full = 0
+
+    def feed(self, data: bytes, room: int) -> tuple[int, bytes, int]:
+        p = 0
+        taken = 0
+        answers: list[bytes] = []
+        self._ids._ready()
+        while p < len(data):
+            n, body_start, body_len = _frame_post(data, p, self._max_body)
+            if n == 0:
+                break
+            try:
+                correlation_id, cents = parse_payment(data[body_start : body_start + body_len])
+            except InvalidPayment:
+                break  # the general path answers 400 with the reason
+            if room <= 0:
+                self.refused_full += 1
+                answer = self._backlog_full_answer
+            else:
+                try:  # on disk (page cache) before the claim and the 202
+                    self._journal.accept(correlation_id, cents)
+                except OSError:
+                    break  # the general path logs it and answers 503
+                claim = self._ids.claim(correlation_id, cents)
+                if claim == CLAIM_NEW:
+                    self._queue.push(correlation_id, cents)
+                    self.accepted += 1
+                    taken += 1
+                    room -= 1
+                    answer = self._accepted_answer
+                elif claim == CLAIM_CONFLICT:
+                    self.rejected += 1
+                    answer = self._mismatch_answer
+                elif claim == CLAIM_FULL:
+                    self.refused_full += 1
+                    answer = self._ids_full_answer
+                else:  # CLAIM_MINE, CLAIM_OTHER: accepted before, here or by a peer
+                    self.duplicates += 1
+                    answer = self._duplicate_answer
+            p += n
+            answers.append(answer)
+        return p, b"".join(answers), taken

@@ -10,6 +10,7 @@ import time
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from .answers import INTAKE_ANSWERS
 from .cluster import Cluster, Counts
 from .config import Config
 from .dispatcher import Dispatcher
@@ -19,7 +20,7 @@ from .recovery import Recovered, replay
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .fast import Journal, Ledger, SharedIdSet
+    from .fast import Journal, Ledger, PaymentIntake, PaymentQueue, SharedIdSet
 
 log = logging.getLogger("rinha.app")
 
@@ -43,16 +44,37 @@ class App:
         self.journal: Journal = fast.Journal(
             config.journal_path, sync=config.journal_fsync == "always"
         )
+        # accepted payments not yet attempted, as C records: the intake and the routes queue
+        # on it, the dispatcher sends from it
+        queue: PaymentQueue = fast.PaymentQueue()
         self.dispatcher = Dispatcher(
-            config, self.processors, self.ledgers, fast.payment_body, self.journal
+            config, self.processors, self.ledgers, fast.payment_body, self.journal, queue
+        )
+        # POST /payments in C (rinha.protocol feeds it); it also keeps the answer counters
+        self.intake: PaymentIntake = fast.PaymentIntake(
+            self.ids, self.journal, queue, config.max_body_bytes, INTAKE_ANSWERS
         )
         self.cluster = Cluster(config.peers, config.peer_timeout_ms, config.peer_connections)
-        self.accepted = 0
-        self.rejected = 0
-        self.duplicates = 0
-        self.refused_full = 0  # 503: backlog or id table full, journal write failed
         self.loop_lag_ms = 0.0
         self._metrics: CollectorRegistry | None = None  # made at the first scrape
+
+    # answers given, by kind: the intake's counters (the routes count there too)
+    @property
+    def accepted(self) -> int:
+        return self.intake.accepted
+
+    @property
+    def rejected(self) -> int:
+        return self.intake.rejected
+
+    @property
+    def duplicates(self) -> int:
+        return self.intake.duplicates
+
+    @property
+    def refused_full(self) -> int:
+        """503: backlog or id table full, journal write failed."""
+        return self.intake.refused_full
 
     def recover(self) -> Recovered:
         """Rebuild the ledgers, the queue and the pins from the journal, then compact it.

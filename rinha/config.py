@@ -168,6 +168,11 @@ class Config:
         3000,
         "on SIGTERM: how long queued payments and calls in flight may take to finish",
     )
+    intake: str = setting(
+        "on",
+        "on: whole, plain POST /payments requests are framed and answered in C before the "
+        "general HTTP parser; off: every request goes through httptools (same answers)",
+    )
     max_body_bytes: int = setting(4096, "larger request bodies get 413", minimum=1)
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = setting("text", "text, or json: one JSON object per line")
@@ -235,6 +240,8 @@ class Config:
             raise ValueError(
                 f"RINHA_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {config.log_level!r}"
             )
+        if config.intake not in ("on", "off"):
+            raise ValueError(f"RINHA_INTAKE must be on or off, got {config.intake!r}")
         if config.log_format not in ("text", "json"):
             raise ValueError(f"RINHA_LOG_FORMAT must be text or json, got {config.log_format!r}")
         for f in fields(config):
@@ -290,8 +297,8 @@ SETTINGS: tuple[tuple[str, str, str, str], ...] = tuple(
 
 
 def markdown_table() -> str:
-    """The README's configuration table (`python -c 'from rinha.config import
-    markdown_table; print(markdown_table())'`); tests/unit/test_docs.py compares them."""
+    """The README's configuration table (`make readme-config` writes it there);
+    tests/unit/test_docs.py compares them."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     rows += [
         f"| `{env}` | {f'`{default}`' if default else '(empty)'} | {meaning} |"
@@ -303,6 +310,21 @@ def markdown_table() -> str:
         "the compiled module |"
     )
     return "\n".join(rows)
+
+
+def write_readme_table(path: str) -> bool:
+    """Rewrite the README's `<!-- config-table ... -->` block from the fields; True if it
+    changed (`make readme-config`)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head, rest = text.split("<!-- config-table", 1)
+    marker, rest = rest.split("\n", 1)
+    _, tail = rest.split("<!-- /config-table -->", 1)
+    new = f"{head}<!-- config-table{marker}\n{markdown_table()}\n<!-- /config-table -->{tail}"
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text
 
 
 def help_table() -> str:

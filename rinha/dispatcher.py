@@ -27,7 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .fast import J_ACCEPT, J_ATTEMPT
+from .fast import J_ACCEPT, J_ATTEMPT, PaymentQueue
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
 from .pacing import CatchUp
 from .payment import Payment
@@ -60,6 +60,7 @@ class Dispatcher:
         ledgers: tuple[Ledger, Ledger],
         payment_body: Callable[[str, int, int], bytes],
         journal: Journal,
+        fresh: PaymentQueue | None = None,
     ) -> None:
         self.config = config
         self.processors = processors
@@ -68,7 +69,8 @@ class Dispatcher:
         self.journal = journal
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
         self._lookups: set[Payment] = set()  # pinned payments being looked up
-        self.fresh: deque[Payment] = deque()  # not pinned: routed by choose_processor
+        # accepted, never attempted or known not stored: routed by choose_processor
+        self.fresh: PaymentQueue = PaymentQueue() if fresh is None else fresh
         self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
         self.retries = 0
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
@@ -85,8 +87,12 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ intake
     def submit(self, correlation_id: str, cents: int) -> None:
-        self.fresh.append(Payment(correlation_id, cents))
-        self._pacing.arrive()
+        self.fresh.push(correlation_id, cents)
+        self.arrived(1)
+
+    def arrived(self, n: int) -> None:
+        """`n` payments were queued on `fresh` (by `submit`, or by the intake in C)."""
+        self._pacing.arrive(n)
         self._wake()
 
     @property
@@ -107,10 +113,10 @@ class Dispatcher:
 
     def restore(self, pending: Pending) -> None:
         """Queue a payment recovered from the journal (before the instance listens)."""
-        payment = Payment(pending.correlation_id, pending.cents)
         if pending.pinned == UNPINNED:
-            self.fresh.append(payment)
+            self.fresh.push(pending.correlation_id, pending.cents)
         else:
+            payment = Payment(pending.correlation_id, pending.cents)
             requested_at = pending.requested_at_ms
             body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
             payment.pin(pending.pinned, requested_at, body)
@@ -130,8 +136,8 @@ class Dispatcher:
         attempts += [(p, p.pinned) for p in self._lookups]
         for proc in self.processors:  # in flight: the attempt out now
             attempts += [(p, proc.index) for p in proc.call_starts]
-        for payment in self.fresh:
-            records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
+        for correlation_id, cents in self.fresh.items():
+            records.append((J_ACCEPT, correlation_id, cents, 0, 0))
         for payment, processor in attempts:
             records.append((J_ACCEPT, payment.correlation_id, payment.cents, 0, 0))
             records.append(
@@ -216,7 +222,8 @@ class Dispatcher:
             target = choose_processor(d, f, now, config, self.in_flight)
             if target is None:
                 break
-            launches.append(self._prepare(fresh.popleft(), self.processors[target], now))
+            payment = Payment(*fresh.pop())
+            launches.append(self._prepare(payment, self.processors[target], now))
             budget -= 1
         if launches:
             self.journal.flush()  # every attempt is on disk before its request leaves
@@ -347,7 +354,7 @@ class Dispatcher:
     def _requeue(self, payment: Payment) -> None:
         self.retries += 1
         if payment.pinned == UNPINNED:
-            self.fresh.appendleft(payment)
+            self.fresh.push_front(payment.correlation_id, payment.cents)
         else:
             self.pinned[payment.pinned].append(payment)
 

@@ -28,8 +28,8 @@ class CatchUp:
         self.at = 0.0  # loop time `credit` was last topped up
         self.ends = 0.0  # loop time a drain under way must end by (0: none)
 
-    def arrive(self) -> None:
-        self.arrived += 1
+    def arrive(self, n: int = 1) -> None:
+        self.arrived += n
 
     def budget(self, now_s: float, backlog: int) -> tuple[int, int]:
         """(calls this pump may start, how many of them are new arrivals' own); `now_s` is

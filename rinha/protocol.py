@@ -1,5 +1,9 @@
 """HTTP/1.1 server protocol: asyncio.Protocol + httptools callbacks -> routes -> transport.write.
 
+At a request boundary, received bytes go first to the compiled intake (`App.intake`, given only
+on the clients' listener): it answers the whole, plain `POST /payments` requests at their start
+in C, and what it leaves (any other request, anything unusual) goes to httptools as before.
+
 Keep-alive and pipelining: responses leave in request order. Most handlers answer at once
 with bytes; a handler that must wait (cluster summary) returns an awaitable, and answers
 queued behind it wait their turn in `_pending`.
@@ -19,15 +23,14 @@ from typing import Any
 
 import httptools
 
+from .answers import NOT_FOUND, UNAUTHORIZED, error
 from .app import App
+from .fast import PaymentIntake
 from .routes import (
     METHOD_NOT_ALLOWED,
-    NOT_FOUND,
     ROUTES,
     TOKEN_REQUIRED,
-    UNAUTHORIZED,
     Routes,
-    error,
     method_not_allowed,
 )
 
@@ -128,6 +131,9 @@ class HttpProtocol(asyncio.Protocol):
         "idle_since",
         "closing_since",
         "token",
+        "intake",
+        "dispatcher",
+        "max_backlog",
     )
 
     def __init__(
@@ -135,9 +141,10 @@ class HttpProtocol(asyncio.Protocol):
         app: App,
         routes: Routes = ROUTES,
         not_allowed: dict[bytes, bytes] = METHOD_NOT_ALLOWED,
+        intake: PaymentIntake | None = None,
     ) -> None:
         """`routes`: path -> {method: handler} of this listener; `not_allowed`: path -> its
-        prebuilt 405 answer."""
+        prebuilt 405 answer; `intake`: answers POST /payments in C (None: httptools alone)."""
         self.app = app
         self.routes = routes
         self.not_allowed = not_allowed
@@ -157,6 +164,9 @@ class HttpProtocol(asyncio.Protocol):
         self.closing_since = 0.0  # set by the sweep once it sees the connection closing
         # X-Rinha-Token of the current request; None: not looked for (RINHA_ADMIN_TOKEN unset)
         self.token: bytes | None = b"" if app.config.admin_token else None
+        self.intake = intake
+        self.dispatcher = app.dispatcher
+        self.max_backlog = app.config.max_backlog  # payments queued per instance at most
 
     # ---------------------------------------------------------------- asyncio
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,6 +181,18 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.intake is not None and not self.started and not self.pending:
+            # at a request boundary with nothing owed: the plain POSTs at the start, in C
+            dispatcher = self.dispatcher
+            used, answers, accepted = self.intake.feed(data, self.max_backlog - dispatcher.backlog)
+            if used:
+                self.transport.write(answers)  # type: ignore[union-attr]
+                if accepted:
+                    dispatcher.arrived(accepted)
+                if used == len(data):
+                    self.idle_since = self.watch.now_s  # type: ignore[union-attr]
+                    return
+                data = data[used:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:

@@ -6,8 +6,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
-import orjson
-
+from .answers import (
+    ACCEPTED,
+    ALIVE,
+    AMOUNT_MISMATCH,
+    BACKLOG_FULL,
+    DUPLICATE,
+    IDS_FULL,
+    JOURNAL_FAILED,
+    NOT_FOUND,
+    OK_EMPTY,
+    error,
+    response,
+)
 from .app import App
 from .cluster import PeerError, encode_counts
 from .errors import InvalidPayment, InvalidTimestamp
@@ -19,57 +30,8 @@ log = logging.getLogger("rinha.routes")
 Response = bytes | Awaitable[bytes]
 Handler = Callable[[App, bytes, bytes], Response]  # (app, query, body) -> response
 
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    409: "Conflict",
-    413: "Payload Too Large",
-    422: "Unprocessable Content",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
 UNBOUNDED_FROM_MS = -(2**62)  # a summary range with no `from`, epoch ms
 UNBOUNDED_TO_MS = 2**62  # ... with no `to`
-
-
-def response(
-    status: int, body: bytes = b"", content_type: str = "application/json", extra: str = ""
-) -> bytes:
-    head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"
-    if body:
-        head += f"Content-Type: {content_type}\r\n"
-    return f"{head}{extra}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
-
-
-def error(status: int, message: str, extra: str = "") -> bytes:
-    return response(status, orjson.dumps({"error": message}), extra=extra)
-
-
-ACCEPTED = response(202)  # prebuilt: the hot path writes these bytes and nothing else
-DUPLICATE = error(409, "duplicate correlationId: this payment was already accepted")
-AMOUNT_MISMATCH = error(422, "correlationId already used for a different amount")
-BACKLOG_FULL = error(
-    503, "too many payments waiting for a processor: retry later", extra="Retry-After: 1\r\n"
-)
-IDS_FULL = error(
-    503,
-    "the id table is full (RINHA_MAX_IDS): purge or raise the limit",
-    extra="Retry-After: 60\r\n",
-)
-JOURNAL_FAILED = error(
-    503, "the payment could not be journaled: retry later", extra="Retry-After: 1\r\n"
-)
-UNAUTHORIZED = error(401, "missing or wrong X-Rinha-Token")
-OK_EMPTY = response(200, b'{"message":"ok"}')
-NOT_FOUND = error(404, "not found")
-ALIVE = response(200, b"ok\n", content_type="text/plain")
 
 
 # --------------------------------------------------------------------------- public
@@ -77,29 +39,29 @@ def post_payment(app: App, query: bytes, body: bytes) -> Response:
     try:
         correlation_id, cents = app.fast.parse_payment(body)
     except InvalidPayment as exc:
-        app.rejected += 1
+        app.intake.rejected += 1
         return error(400, str(exc))
     if app.dispatcher.backlog >= app.config.max_backlog:
-        app.refused_full += 1
+        app.intake.refused_full += 1
         return BACKLOG_FULL
     try:  # on disk (page cache) before the claim and the 202: see App.recover
         app.journal.accept(correlation_id, cents)
     except OSError:
         log.exception("journal write failed")
-        app.refused_full += 1
+        app.intake.refused_full += 1
         return JOURNAL_FAILED
     claim = app.ids.claim(correlation_id, cents)
     if claim == CLAIM_NEW:
-        app.accepted += 1
+        app.intake.accepted += 1
         app.dispatcher.submit(correlation_id, cents)
         return ACCEPTED
     if claim == CLAIM_CONFLICT:
-        app.rejected += 1
+        app.intake.rejected += 1
         return AMOUNT_MISMATCH
     if claim == CLAIM_FULL:
-        app.refused_full += 1
+        app.intake.refused_full += 1
         return IDS_FULL
-    app.duplicates += 1  # CLAIM_MINE / CLAIM_OTHER: accepted before, here or by a peer
+    app.intake.duplicates += 1  # CLAIM_MINE / CLAIM_OTHER: accepted before, here or by a peer
     return DUPLICATE
 
 

@@ -100,7 +100,10 @@ async def start(config: Config, fast_module=None):  # type: ignore[no-untyped-de
         lambda: HttpProtocol(app, INTERNAL_ROUTES, INTERNAL_METHOD_NOT_ALLOWED),
         mode=0o600,
     )
-    public = await listen(config.bind, lambda: HttpProtocol(app), mode=int(config.socket_mode, 8))
+    intake = app.intake if config.intake == "on" else None
+    public = await listen(
+        config.bind, lambda: HttpProtocol(app, intake=intake), mode=int(config.socket_mode, 8)
+    )
     servers = (public, internal)
     if app.dispatcher.backlog:
         app.dispatcher.wake()

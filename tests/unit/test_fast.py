@@ -49,6 +49,8 @@ API = [
     "IdSet",
     "Journal",
     "Ledger",
+    "PaymentIntake",
+    "PaymentQueue",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
