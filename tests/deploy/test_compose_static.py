@@ -307,7 +307,13 @@ def test_processors_compose_matches_the_competition_names() -> None:
 def test_dockerfile_shape() -> None:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"^ARG BASE_IMAGE=python:3\.\d+-slim$", text, re.M)
-    assert len(re.findall(r"^FROM ", text, re.M)) == 2, "multi-stage: build, then runtime"
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", text, re.M)
+    assert stages == ["deps", "build", "build-tools", "runtime", "processor", "service"]
+    assert stages[-1] == "service", "the default target (the last stage) is the service"
+    service = text.split("AS service", 1)[1]
+    assert "COPY --from=build /opt/venv /opt/venv" in service, "the service venv, not the tools'"
+    build = text.split("AS build\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "RINHA_SERVICE_ONLY=1 pip install" in build, "built without rinha.tools"
     assert "pip install" in text and "/opt/venv" in text
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1].split(":")[0] not in ("root", "0"), "runs as a non-root user"
