@@ -1,10 +1,10 @@
 """One payment's whole path through an instance, in-process, without sockets: time and instructions.
 
-Drives the real classes (HttpProtocol, routes, Dispatcher, HttpPool's connection) with fake
-transports: a client request is fed to the protocol, the dispatcher's pump runs once for it
-(one payment per tick), and the processor's answer is fed to the connection that carries its
-call. What is left out is the kernel: no system call, no wake-up. The GC is set up as
-`rinha serve` sets it.
+Drives the real classes (HttpProtocol and its intake, routes, Dispatcher, HttpPool's
+connection) with fake transports: a client request is fed to the protocol, the dispatcher's
+pump runs once for it (one payment per tick), and the processor's answer is fed to the
+connection that carries its call. What is left out is the kernel: no system call, no
+wake-up. The GC is set up as `rinha serve` sets it.
 
     python bench/payment_path.py all|request|gen [-n 20000]
 
@@ -80,7 +80,8 @@ async def run(mode: str, n: int) -> None:
     os.environ.setdefault("RINHA_DATA_DIR", tempfile.mkdtemp(prefix="rinha-path-"))  # journal
     app = App(Config.from_env(), fast)
     dispatcher = app.dispatcher
-    protocol = HttpProtocol(app)
+    # as rinha serve's clients' listener: the compiled intake first (RINHA_INTAKE=off: none)
+    protocol = HttpProtocol(app, intake=app.intake if app.config.intake == "on" else None)
     protocol.connection_made(NullTransport())  # type: ignore[arg-type]
     pool = app.processors[0].pool
     connections = []

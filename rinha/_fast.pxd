@@ -121,3 +121,11 @@ cdef class PaymentIntake:
     cdef public Py_ssize_t rejected
     cdef public Py_ssize_t duplicates
     cdef public Py_ssize_t refused_full  # 503: backlog or id table full, journal write failed
+
+
+@cython.final
+cdef class ResponseReader:
+    cdef bytes _held  # the bytes of an answer not yet whole
+    cdef public int status
+    cdef public bint keep_alive
+    cdef public object body  # bytes

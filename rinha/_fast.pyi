@@ -24,6 +24,7 @@ __all__ = [
     "Ledger",
     "PaymentIntake",
     "PaymentQueue",
+    "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -447,3 +448,26 @@ class PaymentIntake:
         answers: tuple[bytes, bytes, bytes, bytes, bytes],
     ) -> None: ...
     def feed(self, data: bytes, room: int) -> tuple[int, bytes, int]: ...
+
+class ResponseReader:
+    """A processor's (or a peer's) answer framed without the general HTTP parser, one at a time
+    on one keep-alive connection.
+
+    `feed(data)` -> 1: the bytes fed since the last answer are exactly one whole answer, now in
+    `status`, `keep_alive` (False for `Connection: close`) and `body`; 0: not whole yet (the
+    bytes are held); -1: not an answer framed here, and nothing is taken from it: `take()`
+    returns every byte held, for the general parser to read from the start. Framed here: an
+    `HTTP/1.1` status line with a 2xx-5xx status (not 204 or 304), well-formed headers within
+    8 KiB, exactly one Content-Length, no Transfer-Encoding, Connection only `close` or
+    `keep-alive`, and nothing after the body (a second answer in the same bytes is -1).
+    Compiled: the framing is C; the only objects made are the held bytes and the body.
+    """
+
+    status: int
+    keep_alive: bool
+    body: bytes
+
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> int: ...
+    def take(self) -> bytes:
+        """The bytes held (all of them since the last answer), and forget them."""

@@ -69,6 +69,7 @@ __all__ = [
     "Ledger",
     "PaymentIntake",
     "PaymentQueue",
+    "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -2506,3 +2507,115 @@ cdef class PaymentIntake:
         if parts is not None:
             out = b"".join(parts)
         return p - start, (b"" if out is None else out), taken
+
+
+# -- a processor's answer framed in C ------------------------------------------------------------
+
+cdef const char* _HTTP11 = b"HTTP/1.1 "
+
+
+@cython.final
+cdef class ResponseReader:
+    """One HTTP/1.1 answer at a time, framed in C (see _fast.pyi)."""
+
+    def __cinit__(self):
+        self._held = b""
+        self.status = 0
+        self.keep_alive = True
+        self.body = b""
+
+    def feed(self, bytes data not None):
+        cdef bytes buf = data if not self._held else self._held + data
+        cdef cstr start = <cstr>PyBytes_AS_STRING(buf)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(buf)
+        cdef cstr end = start + size
+        cdef cstr q, name, value, value_end
+        cdef Py_ssize_t name_len, length = -1
+        cdef int status
+        cdef bint keep_alive = True
+        self._held = buf
+        if size < 12:
+            return 0 if memcmp(start, _HTTP11, size if size < 9 else 9) == 0 else -1
+        if memcmp(start, _HTTP11, 9) != 0:
+            return -1
+        if not (_digit(start[9]) and _digit(start[10]) and _digit(start[11])):
+            return -1
+        status = (start[9] - 48) * 100 + (start[10] - 48) * 10 + (start[11] - 48)
+        if status < 200 or status == 204 or status == 304:
+            return -1  # no body or an interim answer: the general parser's rules
+        q = start + 12
+        while q < end and q[0] != c'\r':  # the reason phrase
+            if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
+                return -1
+            q += 1
+        if end - q < 2:
+            return 0 if q - start <= _MAX_HEAD else -1
+        if q[1] != c'\n':
+            return -1
+        q += 2
+        while True:
+            if q - start > _MAX_HEAD:
+                return -1
+            if end - q < 2:
+                return 0
+            if q[0] == c'\r':
+                if q[1] != c'\n':
+                    return -1
+                q += 2
+                break
+            name = q
+            while q < end and _tchar(q[0]):
+                q += 1
+            name_len = q - name
+            if q >= end:
+                return 0
+            if name_len == 0 or q[0] != c':':
+                return -1
+            q += 1
+            while q < end and (q[0] == c' ' or q[0] == c'\t'):
+                q += 1
+            value = q
+            while q < end and q[0] != c'\r':
+                if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
+                    return -1
+                q += 1
+            if end - q < 2:
+                return 0
+            if q[1] != c'\n':
+                return -1
+            value_end = q
+            while value_end > value and (value_end[-1] == c' ' or value_end[-1] == c'\t'):
+                value_end -= 1
+            q += 2
+            if _name_is(name, name_len, "content-length", 14):
+                if length >= 0 or value_end == value or value_end - value > 9:
+                    return -1
+                length = 0
+                while value < value_end:
+                    if not _digit(value[0]):
+                        return -1
+                    length = length * 10 + (value[0] - 48)
+                    value += 1
+            elif _name_is(name, name_len, "connection", 10):
+                if _name_is(value, value_end - value, "close", 5):
+                    keep_alive = False
+                elif not _name_is(value, value_end - value, "keep-alive", 10):
+                    return -1
+            elif _name_is(name, name_len, "transfer-encoding", 17):
+                return -1
+        if length < 0:
+            return -1  # the body runs to the end of the connection: the general parser's case
+        if end - q < length:
+            return 0
+        if end - q > length:
+            return -1  # more than one answer: the stream is out of step, or pipelined
+        self.status = status
+        self.keep_alive = keep_alive
+        self.body = PyBytes_FromStringAndSize(<char*>q, length) if length else b""
+        self._held = b""
+        return 1
+
+    def take(self):
+        cdef bytes held = self._held
+        self._held = b""
+        return held

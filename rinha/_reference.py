@@ -64,6 +64,7 @@ __all__ = [
     "Ledger",
     "PaymentIntake",
     "PaymentQueue",
+    "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
@@ -1336,3 +1337,92 @@ class PaymentIntake:
             p += n
             answers.append(answer)
         return p, b"".join(answers), taken
+
+
+# -- a processor's answer framed without the general parser ---------------------------------------
+
+
+class ResponseReader:
+    """One HTTP/1.1 answer at a time (see _fast.pyi): feed -> 1 whole, 0 more, -1 not ours."""
+
+    def __init__(self) -> None:
+        self._held = b""
+        self.status = 0
+        self.keep_alive = True
+        self.body = b""
+
+    def feed(self, data: bytes) -> int:
+        buf = self._held = self._held + data
+        if len(buf) < 12:
+            return 0 if b"HTTP/1.1 ".startswith(buf[:9]) else -1
+        if not buf.startswith(b"HTTP/1.1 ") or not buf[9:12].isdigit():
+            return -1
+        status = int(buf[9:12])
+        if status < 200 or status in (204, 304):
+            return -1
+        line_end = buf.find(b"\r", 12)
+        reason = buf[12:] if line_end < 0 else buf[12:line_end]
+        if any((c < 0x20 and c != 0x09) or c == 0x7F for c in reason):
+            return -1
+        if line_end < 0 or len(buf) - line_end < 2:
+            return 0 if (len(buf) if line_end < 0 else line_end) <= _MAX_HEAD else -1
+        if buf[line_end + 1] != 0x0A:
+            return -1
+        q = line_end + 2
+        length = -1
+        keep_alive = True
+        end = len(buf)
+        while True:
+            if q > _MAX_HEAD:
+                return -1
+            if end - q < 2:
+                return 0
+            if buf[q] == 0x0D:
+                if buf[q + 1] != 0x0A:
+                    return -1
+                q += 2
+                break
+            name_start = q
+            while q < end and buf[q] in _TCHARS:
+                q += 1
+            if q >= end:
+                return 0
+            name = buf[name_start:q].lower()
+            if not name or buf[q] != 0x3A:
+                return -1
+            q += 1
+            while q < end and buf[q] in (0x20, 0x09):
+                q += 1
+            value_start = q
+            while q < end and buf[q] != 0x0D:
+                if (buf[q] < 0x20 and buf[q] != 0x09) or buf[q] == 0x7F:
+                    return -1
+                q += 1
+            if end - q < 2:
+                return 0
+            if buf[q + 1] != 0x0A:
+                return -1
+            value = buf[value_start:q].rstrip(b" \t").lower()
+            q += 2
+            if name == b"content-length":
+                if length >= 0 or not value or len(value) > 9 or not value.isdigit():
+                    return -1
+                length = int(value)
+            elif name == b"connection":
+                if value == b"close":
+                    keep_alive = False
+                elif value != b"keep-alive":
+                    return -1
+            elif name == b"transfer-encoding":
+                return -1
+        if length < 0 or end - q > length:
+            return -1
+        if end - q < length:
+            return 0
+        self.status, self.keep_alive, self.body = status, keep_alive, buf[q:]
+        self._held = b""
+        return 1
+
+    def take(self) -> bytes:
+        held, self._held = self._held, b""
+        return held

@@ -14,6 +14,9 @@ from collections.abc import Callable
 import httptools
 
 from .address import Address
+from .fast import ResponseReader
+
+FRAME_ANSWERS = True  # False: every answer through httptools (the tests run both)
 
 
 class ConnectFailed(ConnectionError):
@@ -47,6 +50,7 @@ class _Connection(asyncio.Protocol):
         "pool",
         "loop",
         "transport",
+        "reader",
         "parser",
         "done",
         "deadline",
@@ -61,6 +65,9 @@ class _Connection(asyncio.Protocol):
         # system call, once per payment (strace)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
+        # answers framed by ResponseReader (C); the first it does not frame, and everything
+        # after it on this connection, go to httptools
+        self.reader: ResponseReader | None = ResponseReader() if FRAME_ANSWERS else None
         self.parser = httptools.HttpResponseParser(self)
         self.done: Done | None = None  # the request waiting for its answer
         self.deadline = 0.0  # loop time by which its answer must be in (see HttpPool._sweep)
@@ -73,6 +80,16 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        if reader is not None:
+            framed = reader.feed(data)
+            if framed == 1:
+                self._answered(reader.status, reader.body, reader.keep_alive)
+                return
+            if framed == 0:
+                return
+            self.reader = None  # not one it frames: httptools from here on, from its start
+            data = reader.take()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -85,6 +102,7 @@ class _Connection(asyncio.Protocol):
         # counting, not whenever the GC next runs
         self.transport = None
         self.parser = None  # type: ignore[assignment]
+        self.reader = None
         self.pool = None
 
     # httptools callbacks
@@ -92,14 +110,16 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        self._answered(self.parser.get_status_code(), body, self.parser.should_keep_alive())
+
+    def _answered(self, status: int, body: bytes, keep_alive: bool) -> None:
         done, self.done = self.done, None
         if done is None:  # an answer nobody asked for: the stream is out of step
             self.fail(OutcomeUnknown("unexpected answer"))
             return
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.body.clear()
-        status = self.parser.get_status_code()
-        if self.parser.should_keep_alive() and self.pool is not None:
+        if keep_alive and self.pool is not None:
             self.pool.release(self)
         else:
             self.close()

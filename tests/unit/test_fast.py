@@ -51,6 +51,7 @@ API = [
     "Ledger",
     "PaymentIntake",
     "PaymentQueue",
+    "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",

@@ -22,6 +22,13 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
+@pytest.fixture(autouse=True, params=["framed", "httptools"])
+def answers_read_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: answers framed by ResponseReader (as served), and by httptools alone."""
+    monkeypatch.setattr("rinha.http_client.FRAME_ANSWERS", request.param == "framed")
+    return str(request.param)
+
+
 class Server:
     """A TCP server on loopback; counts the connections it accepted."""
 

@@ -15,6 +15,13 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 Handler = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+@pytest.fixture(autouse=True, params=["framed", "httptools"])
+def answers_read_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: answers framed by ResponseReader (as served), and by httptools alone."""
+    monkeypatch.setattr("rinha.http_client.FRAME_ANSWERS", request.param == "framed")
+    return str(request.param)
+
+
 class Server:
     """A loopback TCP server: connections accepted, open at once at most, closed by the client,
     and the request lines in the order they arrived."""
