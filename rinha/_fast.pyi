@@ -30,6 +30,7 @@ __all__ = [
     "ms_to_iso",
     "parse_payment",
     "payment_body",
+    "payment_request",
 ]
 
 MAX_CENTS: Final[int]
@@ -122,6 +123,12 @@ def payment_body(correlation_id: str, cents: int, requested_at_ms: int) -> bytes
     amount always with two decimals from the int cents (ValueError if negative); requestedAt as
     `ms_to_iso(requested_at_ms)` (ValueError outside [`MIN_MS`, `MAX_MS`]).
     """
+
+def payment_request(head: bytes, correlation_id: str, cents: int, requested_at_ms: int) -> bytes:
+    """A whole processor request: `head` (everything up to and including `Content-Length: `),
+    the body's length, a blank line and `payment_body(correlation_id, cents, requested_at_ms)`.
+    Compiled: one bytes object, written in place. The same arguments give the same bytes: a
+    pinned retry sends exactly the request of the attempt it repeats."""
 
 class Ledger:
     """Processed payments as (requestedAt ms, cents), kept sorted by time.

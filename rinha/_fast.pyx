@@ -75,6 +75,7 @@ __all__ = [
     "ms_to_iso",
     "parse_payment",
     "payment_body",
+    "payment_request",
 ]
 
 ctypedef const unsigned char* cstr
@@ -856,8 +857,9 @@ cdef cstr _uuid_text(object correlation_id) except NULL:
 
 
 @cython.cdivision(True)
-def payment_body(correlation_id, cents, requested_at_ms):
-    cdef unsigned char out[160]
+cdef Py_ssize_t _payment_body_c(object correlation_id, object cents, object requested_at_ms,
+                                unsigned char* out) except -1:
+    """The body into out (at most 160 bytes); its length."""
     cdef unsigned char digits[20]
     cdef cstr uuid = _uuid_text(correlation_id)
     cdef int64_t amount = _i64(cents)
@@ -890,7 +892,32 @@ def payment_body(correlation_id, cents, requested_at_ms):
     n += 24
     out[n] = c'"'
     out[n + 1] = c'}'
-    return PyBytes_FromStringAndSize(<char*>out, n + 2)
+    return n + 2
+
+
+def payment_body(correlation_id, cents, requested_at_ms):
+    cdef unsigned char out[160]
+    cdef Py_ssize_t n = _payment_body_c(correlation_id, cents, requested_at_ms, out)
+    return PyBytes_FromStringAndSize(<char*>out, n)
+
+
+def payment_request(bytes head not None, correlation_id, cents, requested_at_ms):
+    cdef unsigned char out[160]
+    cdef Py_ssize_t n = _payment_body_c(correlation_id, cents, requested_at_ms, out)
+    cdef Py_ssize_t digits = 3 if n >= 100 else 2  # a body is 100..160 bytes long
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(head)
+    cdef bytes request = PyBytes_FromStringAndSize(NULL, size + digits + 4 + n)
+    cdef char* p = PyBytes_AS_STRING(request)
+    memcpy(p, PyBytes_AS_STRING(head), size)
+    p += size
+    if digits == 3:
+        p[0] = <char>(48 + n // 100)
+        p += 1
+    p[0] = <char>(48 + (n // 10) % 10)
+    p[1] = <char>(48 + n % 10)
+    memcpy(p + 2, b"\r\n\r\n", 4)
+    memcpy(p + 6, out, n)
+    return request
 
 
 # -- ledger -------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ __all__ = [
     "ms_to_iso",
     "parse_payment",
     "payment_body",
+    "payment_request",
 ]
 
 MAX_CENTS = 10**13  # largest accepted amount: 100,000,000,000.00
@@ -276,6 +277,12 @@ def payment_body(correlation_id: str, cents: int, requested_at_ms: int) -> bytes
         f'{{"correlationId":"{correlation_id}","amount":{cents // 100}.{cents % 100:02d},'
         f'"requestedAt":"{requested_at}"}}'
     ).encode()
+
+
+def payment_request(head: bytes, correlation_id: str, cents: int, requested_at_ms: int) -> bytes:
+    """`head` (a request up to `Content-Length: `), the body's length, a blank line, the body."""
+    body = payment_body(correlation_id, cents, requested_at_ms)
+    return b"%s%d\r\n\r\n%s" % (head, len(body), body)
 
 
 # -- ledger -------------------------------------------------------------------------------------

@@ -58,14 +58,14 @@ class Dispatcher:
         config: Config,
         processors: tuple[Processor, Processor],
         ledgers: tuple[Ledger, Ledger],
-        payment_body: Callable[[str, int, int], bytes],
+        payment_request: Callable[[bytes, str, int, int], bytes],
         journal: Journal,
         fresh: PaymentQueue | None = None,
     ) -> None:
         self.config = config
         self.processors = processors
         self.ledgers = ledgers  # per processor index
-        self._payment_body = payment_body  # rinha.fast.payment_body of the same implementation
+        self._payment_request = payment_request  # rinha.fast.payment_request of the same one
         self.journal = journal
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
         self._lookups: set[Payment] = set()  # pinned payments being looked up
@@ -117,9 +117,8 @@ class Dispatcher:
             self.fresh.push(pending.correlation_id, pending.cents)
         else:
             payment = Payment(pending.correlation_id, pending.cents)
-            requested_at = pending.requested_at_ms
-            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
-            payment.pin(pending.pinned, requested_at, body)
+            payment.requested_at_ms = pending.requested_at_ms
+            payment.pin(pending.pinned)
             self.pinned[pending.pinned].append(payment)
 
     @property
@@ -197,7 +196,7 @@ class Dispatcher:
         assert self._loop is not None
         allowed, arrived = self._pacing.budget(self._loop.time(), self.backlog)
         budget = allowed
-        launches: list[tuple[Payment, Processor, int, bytes]] = []
+        launches: list[tuple[Payment, Processor, bytes]] = []
         for p in self.processors:
             queue = self.pinned[p.index]
             while (
@@ -241,25 +240,21 @@ class Dispatcher:
 
     def _prepare(
         self, payment: Payment, p: Processor, now: int
-    ) -> tuple[Payment, Processor, int, bytes]:
+    ) -> tuple[Payment, Processor, bytes]:
         """Count one attempt as out and journal it; `_send` sends it."""
-        if payment.pinned == p.index:  # the identical body: same requestedAt, already journaled
-            requested_at, body = payment.requested_at_ms, payment.body
-        else:
-            requested_at = now
-            body = self._payment_body(payment.correlation_id, payment.cents, requested_at)
-            payment.requested_at_ms = requested_at
-            self.journal.attempt(payment.correlation_id, payment.cents, p.index, requested_at)
+        if payment.pinned != p.index:  # pinned: the identical request, already journaled
+            payment.requested_at_ms = now
+            self.journal.attempt(payment.correlation_id, payment.cents, p.index, now)
         p.start_call(payment, now)  # a payment has one attempt out at most
-        return payment, p, requested_at, body
-
-    def _send(self, payment: Payment, p: Processor, requested_at: int, body: bytes) -> None:
-        """Send one prepared attempt; `_attempt_done` gets its outcome."""
-        p.pool.send(
-            p.payment_request(body),
-            self._timeout_s,
-            partial(self._attempt_done, payment, p, requested_at, body),
+        # the same (id, cents, requestedAt) always give the same bytes
+        request = self._payment_request(
+            p.payments_request_head, payment.correlation_id, payment.cents, payment.requested_at_ms
         )
+        return payment, p, request
+
+    def _send(self, payment: Payment, p: Processor, request: bytes) -> None:
+        """Send one prepared attempt; `_attempt_done` gets its outcome."""
+        p.pool.send(request, self._timeout_s, partial(self._attempt_done, payment, p))
 
     def _launch_settle(self, payment: Payment, p: Processor, now: int) -> None:
         p.start_lookup()
@@ -274,12 +269,11 @@ class Dispatcher:
         self,
         payment: Payment,
         p: Processor,
-        requested_at: int,
-        body: bytes,
         status: int,
         _answer: bytes,
         error: ConnectionError | None,
     ) -> None:
+        requested_at = payment.requested_at_ms  # this attempt's (one out at a time)
         now = now_ms()
         journal = self.journal
         if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
@@ -292,7 +286,7 @@ class Dispatcher:
             journal.finished(payment.correlation_id, payment.cents)
             p.end_call(payment, now, ANSWERED)
         elif isinstance(error, OutcomeUnknown):  # it may have been stored: pin it there
-            payment.pin(p.index, requested_at, body)
+            payment.pin(p.index)
             p.end_call(payment, now, FAILED)
             self._requeue(payment)
         elif status == 429 or status >= 500 or status == 0:

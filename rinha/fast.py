@@ -34,6 +34,7 @@ __all__ = [
     "ms_to_iso",
     "parse_payment",
     "payment_body",
+    "payment_request",
 ]
 
 IMPLEMENTATION: str  # "compiled" | "reference"
@@ -65,6 +66,7 @@ if TYPE_CHECKING:  # both modules have the same API; type-check against the stub
         ms_to_iso,
         parse_payment,
         payment_body,
+        payment_request,
     )
 else:
     if os.environ.get("RINHA_NO_EXTENSIONS", "") not in ("", "0"):

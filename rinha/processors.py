@@ -109,9 +109,6 @@ class Processor:
         self.logged_ms = 0  # epoch ms of the last state change logged
         self.changes_unlogged = 0  # state changes since then, not logged (rate limit)
 
-    def payment_request(self, body: bytes) -> bytes:
-        return b"%s%d\r\n\r\n%s" % (self.payments_request_head, len(body), body)
-
     def oldest_call_age_ms(self, now: int) -> int:
         """Age of the oldest call still out that was sent after the newest evidence (calls
         sent before it, e.g. probes still waiting on a failing processor, are old news)."""

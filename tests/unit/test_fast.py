@@ -57,6 +57,7 @@ API = [
     "ms_to_iso",
     "parse_payment",
     "payment_body",
+    "payment_request",
 ]
 
 
@@ -1266,3 +1267,17 @@ def test_idset_key_is_drawn_per_process(compiled: ModuleType) -> None:
     }
     keys.add(compiled._idset_key().hex())
     assert len(keys) == 3
+
+
+@given(
+    cents=st.integers(1, 2**63 - 1),
+    ms=st.integers(0, 253402300799999),
+)
+@settings(max_examples=100, deadline=None)
+def test_payment_request_is_the_head_the_length_and_the_body(compiled, reference, cents, ms):
+    head = b"POST /payments HTTP/1.1\r\nHost: p:8080\r\nContent-Length: "
+    cid = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+    body = compiled.payment_body(cid, cents, ms)
+    expected = head + b"%d\r\n\r\n" % len(body) + body
+    assert compiled.payment_request(head, cid, cents, ms) == expected
+    assert reference.payment_request(head, cid, cents, ms) == expected
