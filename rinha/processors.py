@@ -132,7 +132,15 @@ class Processor:
         return self.health_failing if self._health_speaks(now) else self.failing
 
     def usable(self, now: int) -> bool:
-        return not self.is_failing(now) and self.effective_latency_ms(now) <= self.slow_ms
+        """Not failing, and `effective_latency_ms(now) <= slow_ms` (each of its terms, checked
+        in turn: once per processor per dispatcher tick)."""
+        speaks = now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms
+        if self.health_failing if speaks else self.failing:
+            return False
+        slow = self.slow_ms
+        if self.latency_ms > slow or (speaks and self.health_min_ms > slow):
+            return False
+        return not self.call_starts or self.oldest_call_age_ms(now) <= slow
 
     def refresh(self, now: int) -> bool:
         """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
