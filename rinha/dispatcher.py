@@ -92,7 +92,7 @@ class Dispatcher:
 
     def arrived(self, n: int) -> None:
         """`n` payments were queued on `fresh` (by `submit`, or by the intake in C)."""
-        self._pacing.arrive(n)
+        self._pacing.arrived += n
         self._wake()
 
     @property
@@ -197,12 +197,13 @@ class Dispatcher:
         allowed, arrived = self._pacing.budget(self._loop.time(), self.backlog)
         budget = allowed
         launches: list[tuple[Payment, Processor, bytes]] = []
-        for p in self.processors:
+        max_in_flight = config.max_in_flight
+        for p in self.processors if self.pinned[0] or self.pinned[1] else ():
             queue = self.pinned[p.index]
             while (
                 queue
                 and budget
-                and self.in_flight < config.max_in_flight
+                and d.in_flight + f.in_flight < max_in_flight
                 and (p.ok or may_probe(p, now))
             ):
                 payment = queue.popleft()
@@ -218,7 +219,7 @@ class Dispatcher:
                 budget -= 1
         fresh = self.fresh
         while fresh and budget:
-            target = choose_processor(d, f, now, config, self.in_flight)
+            target = choose_processor(d, f, now, config, d.in_flight + f.in_flight)
             if target is None:
                 break
             payment = Payment(*fresh.pop())

@@ -38,6 +38,11 @@ class CatchUp:
         arrived, self.arrived = self.arrived, 0
         if not self.enabled:
             return cap, cap
+        if backlog <= arrived <= cap and not self.ends:
+            # only new arrivals wait and all may go: nothing to pace. The credit is left as it
+            # is: earned later, capped, it comes to the same (min(min(c + a, m) + b, m) ==
+            # min(c + a + b, m)), and this pump spends none of it
+            return arrived, arrived
         rate = self.rate
         if self.ends:
             left_s = self.ends - now_s

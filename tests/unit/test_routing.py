@@ -3,6 +3,9 @@ network."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rinha.config import SETTINGS, Config, help_table
 from rinha.pacing import CatchUp
 from rinha.payment import Payment
@@ -272,3 +275,61 @@ def test_catch_up_off_allows_a_full_tick_every_time():
     assert pacing.budget(5.0, backlog=1_000) == (16, 16)
     pacing.stop()
     assert pacing.budget(6.0, backlog=1_000) == (16, 16)
+
+
+class _PlainCatchUp:
+    """CatchUp's arithmetic with no shortcut: what the fast path must always agree with."""
+
+    def __init__(self, config: Config) -> None:
+        self.cap, self.rate = config.launch_per_tick, float(config.catch_up_per_s)
+        self.window_s, self.tick_s = config.catch_up_ms / 1000, config.dispatch_tick_ms / 1000
+        self.credit, self.at, self.ends = 0.0, 0.0, 0.0
+
+    def budget(self, now_s: float, backlog: int, arrived: int) -> tuple[int, int]:
+        rate = self.rate
+        if self.ends:
+            left_s = self.ends - now_s
+            if left_s <= self.tick_s:
+                return self.cap, arrived
+            rate = max(rate, backlog / left_s)
+        earned = (now_s - self.at) * rate
+        self.at = now_s
+        self.credit = min(self.credit + earned, max(1.0, 2 * rate * self.tick_s))
+        return min(self.cap, arrived + int(self.credit + 1e-9)), arrived
+
+    def spent(self, allowed: int, started: int, arrived: int, backlog: int) -> None:
+        self.credit = max(0.0, self.credit - max(0, started - arrived))
+        if started == allowed and backlog:
+            if not self.ends:
+                self.ends = self.at + self.window_s
+        else:
+            self.ends = 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ticks=st.lists(
+        st.tuples(st.integers(0, 20), st.integers(0, 30), st.integers(1, 40), st.booleans()),
+        max_size=60,
+    )
+)
+def test_catch_up_shortcut_allows_what_the_plain_arithmetic_allows(ticks):
+    """(arrivals, older backlog, ms to the next pump, routing holds some) per pump."""
+    config = Config(catch_up_per_s=400, catch_up_ms=60, launch_per_tick=16, dispatch_tick_ms=5)
+    fast, plain = CatchUp(config), _PlainCatchUp(config)
+    now_s, older = 100.0, 0
+    for arrived, extra, step_ms, held in ticks:
+        older = min(older, extra)
+        backlog = older + arrived
+        for _ in range(arrived):
+            fast.arrive()
+        allowed, mine = fast.budget(now_s, backlog)
+        plain_allowed, plain_mine = plain.budget(now_s, backlog, arrived)
+        # what a pump can start is bounded by what waits: that must agree, not the bound
+        assert (min(allowed, backlog), mine) == (min(plain_allowed, backlog), plain_mine)
+        started = max(0, min(allowed, backlog) - (1 if held and backlog else 0))
+        older = backlog - started
+        fast.spent(allowed, started, arrived, older)
+        plain.spent(plain_allowed, started, arrived, older)
+        assert fast.ends == plain.ends  # the same drains, with the same deadlines
+        now_s += step_ms / 1000
