@@ -135,7 +135,7 @@ lint: lint-deps venv $(DEV_INSTALLED)  ## ruff, mypy, shellcheck (and hadolint i
 	$(PY) -m ruff check rinha tests bench docker
 	$(PY) -m ruff format --check rinha tests bench docker
 	$(PY) -m mypy rinha
-	shellcheck .ci/run nginx/*.sh docker/*.sh
+	shellcheck .ci/run nginx/*.sh docker/*.sh bench/*.sh
 	@if command -v hadolint >/dev/null 2>&1; then \
 		echo "hadolint Dockerfile docker/base/*.Dockerfile"; \
 		hadolint Dockerfile docker/base/*.Dockerfile; \

@@ -1218,6 +1218,13 @@ cdef int _uuid_raw_of(object correlation_id, unsigned char* out) except -1:
     return 0
 
 
+cdef int64_t _id_and_cents(object correlation_id, object cents, unsigned char* raw) except? -1:
+    """The amount as int64 (TypeError first), the id's 16 bytes into raw (ValueError)."""
+    cdef int64_t amount = _i64(cents)
+    _uuid_raw_of(correlation_id, raw)
+    return amount
+
+
 cdef object _uuid_str(const unsigned char* raw):
     """The lower-case 8-4-4-4-12 str of 16 UUID bytes."""
     cdef object text = PyUnicode_New(36, 127)
@@ -2147,9 +2154,7 @@ cdef class Journal:
 
     def accept(self, correlation_id, cents):
         cdef unsigned char raw[16]
-        cdef int64_t amount = _i64(cents)
-        _uuid_raw_of(correlation_id, raw)
-        self.accept_c(raw, amount)
+        self.accept_c(raw, _id_and_cents(correlation_id, cents, raw))
 
     def attempt(self, correlation_id, cents, processor, ms):
         self._record(2, correlation_id, cents, processor, ms)
@@ -2339,15 +2344,11 @@ cdef class PaymentQueue:
 
     def push(self, correlation_id, cents):
         cdef unsigned char raw[16]
-        cdef int64_t amount = _i64(cents)
-        _uuid_raw_of(correlation_id, raw)
-        self.push_c(raw, amount)
+        self.push_c(raw, _id_and_cents(correlation_id, cents, raw))
 
     def push_front(self, correlation_id, cents):
         cdef unsigned char raw[16]
-        cdef int64_t amount = _i64(cents)
-        _uuid_raw_of(correlation_id, raw)
-        self.push_front_c(raw, amount)
+        self.push_front_c(raw, _id_and_cents(correlation_id, cents, raw))
 
     def pop(self):
         cdef _Queued* item

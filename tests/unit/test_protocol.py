@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shutil
 from typing import Any
 
 import httptools
@@ -80,7 +81,7 @@ class Responses:
 
 # The dispatcher never sends in these tests (its first tick is an hour away): they look at
 # what the protocol queues, and need no processor.
-QUIET = {"dispatch_tick_ms": 3_600_000}
+QUIET = {"dispatch_tick_ms": 3_600_000, "max_ids": 10_000}  # a small id table: many Apps per test
 
 
 # each App its own data directory: the instance's files never leak from one test to the next
@@ -138,6 +139,9 @@ async def test_split_at_every_offset(fast, tmp_path, request_bytes):
         items = Responses(bytes(transport.data)).items
         assert [s for s, _, _ in items] in ([202], [200]), cut
         assert app.dispatcher.backlog == (1 if request_bytes.startswith(b"POST") else 0)
+        app.journal.close()  # one App per cut: its files go before the next one's
+        app.ids.close()
+        shutil.rmtree(tmp_path / str(cut))
 
 
 async def test_byte_by_byte_pipelined(app):

@@ -58,6 +58,7 @@ class FakeTransport(asyncio.Transport):
 def make_app(tmp_path, **settings) -> App:  # type: ignore[no-untyped-def]
     # one implementation of the hot paths is enough here: these tests are about time
     values = {"header_timeout_ms": HEADER_MS, "idle_timeout_ms": IDLE_MS, **QUIET, **settings}
+    values.setdefault("max_ids", 10_000)  # a small id table file per App
     return App(Config(data_dir=str(tmp_path), **values), fast)
 
 
