@@ -172,3 +172,27 @@ def test_a_service_only_wheel_holds_no_tools(tmp_path: Path) -> None:
     metadata = zipfile.ZipFile(wheel).read(requires).decode()
     runtime = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not [line for line in runtime if "aiohttp" in line and "extra ==" not in line]
+
+
+def test_a_build_without_the_tools_says_so_and_exits_2() -> None:
+    """The service-only image: `rinha up` names the extra instead of a traceback."""
+    code = (
+        "import sys, importlib.abc\n"
+        "class NoTools(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith('rinha.tools'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, NoTools())\n"
+        "from rinha.__main__ import main\n"
+        "sys.exit(main(['up']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "rinha[tools]" in run.stderr and "Traceback" not in run.stderr
+    helped = subprocess.run(
+        [sys.executable, "-c", code.replace("main(['up'])", "main(['--help'])")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert helped.returncode == 0 and "serve" in helped.stdout and "unavailable" in helped.stdout
