@@ -7,7 +7,9 @@ import gc
 import socket
 from collections.abc import Awaitable, Callable
 
+import loopback
 import pytest
+from loopback import answers_read_by  # noqa: F401  (an autouse fixture)
 
 from rinha.http_client import (
     Address,
@@ -22,42 +24,9 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
-@pytest.fixture(autouse=True, params=["framed", "httptools"])
-def answers_read_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: answers framed by ResponseReader (as served), and by httptools alone."""
-    monkeypatch.setattr("rinha.http_client.FRAME_ANSWERS", request.param == "framed")
-    return str(request.param)
-
-
-class Server:
-    """A TCP server on loopback; counts the connections it accepted."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Server:
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            try:
-                await self.handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+def Server(handler: Handler) -> loopback.Server:  # noqa: N802  (used as the class was)
+    """The shared loopback server, with this module's (reader, writer) handlers."""
+    return loopback.Server(lambda _server, reader, writer: handler(reader, writer))
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:

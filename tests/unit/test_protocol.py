@@ -10,6 +10,7 @@ from typing import Any
 import httptools
 import orjson
 import pytest
+from fake_transport import FakeTransport
 
 from rinha.answers import error, response
 from rinha.app import App
@@ -29,32 +30,6 @@ def post(body: bytes, path: str = "/payments", extra: str = "") -> bytes:
 
 def get(path: str, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        assert not self.closed, "write after close"
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class Responses:

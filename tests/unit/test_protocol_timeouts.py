@@ -7,6 +7,7 @@ import asyncio
 import re
 
 import pytest
+from fake_transport import FakeTransport
 
 from rinha import fast
 from rinha import protocol as protocol_module
@@ -19,40 +20,6 @@ HEADER_MS = 200
 IDLE_MS = 300
 QUIET = {"dispatch_tick_ms": 3_600_000}  # the dispatcher never sends: no processor needed
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-class FakeTransport(asyncio.Transport):
-    """Records what is written and when it is closed or aborted (loop time)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data = bytearray()
-        self.closed_at: float | None = None
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:  # type: ignore[override]
-        assert self.closed_at is None, "write after close"
-        self.data += data
-
-    def close(self) -> None:
-        if self.closed_at is None:
-            self.closed_at = asyncio.get_running_loop().time()
-
-    def abort(self) -> None:
-        self.close()
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closed_at is not None
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def make_app(tmp_path, **settings) -> App:  # type: ignore[no-untyped-def]
