@@ -2400,6 +2400,67 @@ cdef inline bint _name_is(cstr name, Py_ssize_t n, const char* lower, Py_ssize_t
     return True
 
 
+cdef enum:
+    _LINE_BAD = -1  # not a well-formed head line
+    _LINE_INCOMPLETE = 0  # the bytes end inside it
+    _LINE_END = 1  # the blank line that ends a head
+    _LINE_HEADER = 2  # `name: value`
+
+
+cdef int _head_line(cstr* at, cstr end, cstr* name, Py_ssize_t* name_len, cstr* value,
+                    Py_ssize_t* value_len) noexcept nogil:
+    """One line of an HTTP head at *at (a header, or the blank line that ends the head); *at
+    moves past it. A header's name is a token followed by a colon; its value, the optional
+    whitespace around it stripped, has no control byte but tab; lines end in CRLF."""
+    cdef cstr q = at[0]
+    cdef cstr value_end
+    if end - q < 2:
+        return _LINE_INCOMPLETE
+    if q[0] == c'\r':
+        if q[1] != c'\n':
+            return _LINE_BAD
+        at[0] = q + 2
+        return _LINE_END
+    name[0] = q
+    while q < end and _tchar(q[0]):
+        q += 1
+    name_len[0] = q - name[0]
+    if q >= end:
+        return _LINE_INCOMPLETE
+    if name_len[0] == 0 or q[0] != c':':
+        return _LINE_BAD
+    q += 1
+    while q < end and (q[0] == c' ' or q[0] == c'\t'):
+        q += 1
+    value[0] = q
+    while q < end and q[0] != c'\r':
+        if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
+            return _LINE_BAD
+        q += 1
+    if end - q < 2:
+        return _LINE_INCOMPLETE
+    if q[1] != c'\n':
+        return _LINE_BAD
+    value_end = q
+    while value_end > value[0] and (value_end[-1] == c' ' or value_end[-1] == c'\t'):
+        value_end -= 1
+    value_len[0] = value_end - value[0]
+    at[0] = q + 2
+    return _LINE_HEADER
+
+
+cdef Py_ssize_t _content_length(cstr value, Py_ssize_t n) noexcept nogil:
+    """A Content-Length value: 1 to 9 digits, nothing else; -1 otherwise."""
+    cdef Py_ssize_t i, length = 0
+    if n == 0 or n > 9:
+        return -1
+    for i in range(n):
+        if not _digit(value[i]):
+            return -1
+        length = length * 10 + (value[i] - 48)
+    return length
+
+
 cdef Py_ssize_t _frame_post(cstr p, cstr end, Py_ssize_t max_body, cstr* body,
                             Py_ssize_t* body_len) noexcept nogil:
     """The length of one whole, plain `POST /payments HTTP/1.1` request at p (its body in
@@ -2407,50 +2468,28 @@ cdef Py_ssize_t _frame_post(cstr p, cstr end, Py_ssize_t max_body, cstr* body,
     Transfer-Encoding, Expect, Upgrade, Connection other than keep-alive, no or a repeated
     or malformed Content-Length, a body over max_body, any malformed line. Those go to the
     general parser, which answers them as it always did."""
-    cdef cstr q, name, value, value_end
-    cdef Py_ssize_t name_len, length = -1
+    cdef cstr q, name, value
+    cdef Py_ssize_t name_len, value_len, length = -1
+    cdef int line
     if end - p < _POST_PAYMENTS_LEN or memcmp(p, _POST_PAYMENTS, _POST_PAYMENTS_LEN) != 0:
         return 0
     q = p + _POST_PAYMENTS_LEN
     while True:
-        if q - p > _MAX_HEAD or end - q < 2:
+        if q - p > _MAX_HEAD:
             return 0
-        if q[0] == c'\r':
-            if q[1] != c'\n':
-                return 0
-            q += 2
+        line = _head_line(&q, end, &name, &name_len, &value, &value_len)
+        if line == _LINE_END:
             break
-        name = q
-        while q < end and _tchar(q[0]):
-            q += 1
-        name_len = q - name
-        if name_len == 0 or q >= end or q[0] != c':':
+        if line != _LINE_HEADER:
             return 0
-        q += 1
-        while q < end and (q[0] == c' ' or q[0] == c'\t'):
-            q += 1
-        value = q
-        while q < end and q[0] != c'\r':
-            if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
-                return 0
-            q += 1
-        if end - q < 2 or q[1] != c'\n':
-            return 0
-        value_end = q
-        while value_end > value and (value_end[-1] == c' ' or value_end[-1] == c'\t'):
-            value_end -= 1
-        q += 2
         if _name_is(name, name_len, "content-length", 14):
-            if length >= 0 or value_end == value or value_end - value > 9:
+            if length >= 0:
                 return 0
-            length = 0
-            while value < value_end:
-                if not _digit(value[0]):
-                    return 0
-                length = length * 10 + (value[0] - 48)
-                value += 1
+            length = _content_length(value, value_len)
+            if length < 0:
+                return 0
         elif _name_is(name, name_len, "connection", 10):
-            if not _name_is(value, value_end - value, "keep-alive", 10):
+            if not _name_is(value, value_len, "keep-alive", 10):
                 return 0
         elif (_name_is(name, name_len, "transfer-encoding", 17)
               or _name_is(name, name_len, "expect", 6)
@@ -2557,9 +2596,9 @@ cdef class ResponseReader:
         cdef cstr start = <cstr>PyBytes_AS_STRING(buf)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(buf)
         cdef cstr end = start + size
-        cdef cstr q, name, value, value_end
-        cdef Py_ssize_t name_len, length = -1
-        cdef int status
+        cdef cstr q, name, value
+        cdef Py_ssize_t name_len, value_len, length = -1
+        cdef int status, line
         cdef bint keep_alive = True
         self._held = buf
         if size < 12:
@@ -2584,50 +2623,21 @@ cdef class ResponseReader:
         while True:
             if q - start > _MAX_HEAD:
                 return -1
-            if end - q < 2:
-                return 0
-            if q[0] == c'\r':
-                if q[1] != c'\n':
-                    return -1
-                q += 2
+            line = _head_line(&q, end, &name, &name_len, &value, &value_len)
+            if line == _LINE_END:
                 break
-            name = q
-            while q < end and _tchar(q[0]):
-                q += 1
-            name_len = q - name
-            if q >= end:
-                return 0
-            if name_len == 0 or q[0] != c':':
-                return -1
-            q += 1
-            while q < end and (q[0] == c' ' or q[0] == c'\t'):
-                q += 1
-            value = q
-            while q < end and q[0] != c'\r':
-                if (q[0] < 0x20 and q[0] != c'\t') or q[0] == 0x7f:
-                    return -1
-                q += 1
-            if end - q < 2:
-                return 0
-            if q[1] != c'\n':
-                return -1
-            value_end = q
-            while value_end > value and (value_end[-1] == c' ' or value_end[-1] == c'\t'):
-                value_end -= 1
-            q += 2
+            if line != _LINE_HEADER:
+                return 0 if line == _LINE_INCOMPLETE else -1
             if _name_is(name, name_len, "content-length", 14):
-                if length >= 0 or value_end == value or value_end - value > 9:
+                if length >= 0:
                     return -1
-                length = 0
-                while value < value_end:
-                    if not _digit(value[0]):
-                        return -1
-                    length = length * 10 + (value[0] - 48)
-                    value += 1
+                length = _content_length(value, value_len)
+                if length < 0:
+                    return -1
             elif _name_is(name, name_len, "connection", 10):
-                if _name_is(value, value_end - value, "close", 5):
+                if _name_is(value, value_len, "close", 5):
                     keep_alive = False
-                elif not _name_is(value, value_end - value, "keep-alive", 10):
+                elif not _name_is(value, value_len, "keep-alive", 10):
                     return -1
             elif _name_is(name, name_len, "transfer-encoding", 17):
                 return -1

@@ -1228,6 +1228,45 @@ _TCHARS = frozenset(
 _REFUSED_HEADERS = (b"transfer-encoding", b"expect", b"upgrade")
 
 
+_LINE_BAD, _LINE_INCOMPLETE, _LINE_END, _LINE_HEADER = -1, 0, 1, 2
+
+
+def _head_line(data: bytes, q: int) -> tuple[int, int, bytes, bytes]:
+    """(kind, where the next line starts, lower-case name, value) of the head line at data[q:]:
+    _LINE_HEADER, _LINE_END (the blank line), _LINE_INCOMPLETE or _LINE_BAD (see _fast.pyx)."""
+    end = len(data)
+    if end - q < 2:
+        return _LINE_INCOMPLETE, q, b"", b""
+    if data[q] == 0x0D:  # CR
+        return (_LINE_END, q + 2, b"", b"") if data[q + 1] == 0x0A else (_LINE_BAD, q, b"", b"")
+    name_start = q
+    while q < end and data[q] in _TCHARS:
+        q += 1
+    if q >= end:
+        return _LINE_INCOMPLETE, q, b"", b""
+    name = data[name_start:q].lower()
+    if not name or data[q] != 0x3A:  # ':'
+        return _LINE_BAD, q, b"", b""
+    q += 1
+    while q < end and data[q] in (0x20, 0x09):
+        q += 1
+    value_start = q
+    while q < end and data[q] != 0x0D:
+        if (data[q] < 0x20 and data[q] != 0x09) or data[q] == 0x7F:
+            return _LINE_BAD, q, b"", b""
+        q += 1
+    if end - q < 2:
+        return _LINE_INCOMPLETE, q, b"", b""
+    if data[q + 1] != 0x0A:
+        return _LINE_BAD, q, b"", b""
+    return _LINE_HEADER, q + 2, name, data[value_start:q].rstrip(b" \t")
+
+
+def _content_length(value: bytes) -> int:
+    """1 to 9 digits, nothing else; -1 otherwise."""
+    return int(value) if value and len(value) <= 9 and value.isdigit() else -1
+
+
 def _frame_post(data: bytes, p: int, max_body: int) -> tuple[int, int, int]:
     """(length, body start, body length) of one whole, plain `POST /payments HTTP/1.1`
     request at data[p:]; length 0 for anything else (see _fast.pyx _frame_post)."""
@@ -1237,35 +1276,19 @@ def _frame_post(data: bytes, p: int, max_body: int) -> tuple[int, int, int]:
     q = p + len(_POST_PAYMENTS)
     length = -1
     while True:
-        if q - p > _MAX_HEAD or end - q < 2:
+        if q - p > _MAX_HEAD:
             return 0, 0, 0
-        if data[q] == 0x0D:  # CR
-            if data[q + 1] != 0x0A:
-                return 0, 0, 0
-            q += 2
+        line, q, name, value = _head_line(data, q)
+        if line == _LINE_END:
             break
-        name_start = q
-        while q < end and data[q] in _TCHARS:
-            q += 1
-        name = data[name_start:q].lower()
-        if not name or q >= end or data[q] != 0x3A:  # ':'
+        if line != _LINE_HEADER:
             return 0, 0, 0
-        q += 1
-        while q < end and data[q] in (0x20, 0x09):
-            q += 1
-        value_start = q
-        while q < end and data[q] != 0x0D:
-            if (data[q] < 0x20 and data[q] != 0x09) or data[q] == 0x7F:
-                return 0, 0, 0
-            q += 1
-        if end - q < 2 or data[q + 1] != 0x0A:
-            return 0, 0, 0
-        value = data[value_start:q].rstrip(b" \t")
-        q += 2
         if name == b"content-length":
-            if length >= 0 or not value or len(value) > 9 or not value.isdigit():
+            if length >= 0:
                 return 0, 0, 0
-            length = int(value)
+            length = _content_length(value)
+            if length < 0:
+                return 0, 0, 0
         elif name == b"connection":
             if value.lower() != b"keep-alive":
                 return 0, 0, 0
@@ -1382,43 +1405,21 @@ class ResponseReader:
         while True:
             if q > _MAX_HEAD:
                 return -1
-            if end - q < 2:
-                return 0
-            if buf[q] == 0x0D:
-                if buf[q + 1] != 0x0A:
-                    return -1
-                q += 2
+            line, q, name, value = _head_line(buf, q)
+            if line == _LINE_END:
                 break
-            name_start = q
-            while q < end and buf[q] in _TCHARS:
-                q += 1
-            if q >= end:
-                return 0
-            name = buf[name_start:q].lower()
-            if not name or buf[q] != 0x3A:
-                return -1
-            q += 1
-            while q < end and buf[q] in (0x20, 0x09):
-                q += 1
-            value_start = q
-            while q < end and buf[q] != 0x0D:
-                if (buf[q] < 0x20 and buf[q] != 0x09) or buf[q] == 0x7F:
-                    return -1
-                q += 1
-            if end - q < 2:
-                return 0
-            if buf[q + 1] != 0x0A:
-                return -1
-            value = buf[value_start:q].rstrip(b" \t").lower()
-            q += 2
+            if line != _LINE_HEADER:
+                return 0 if line == _LINE_INCOMPLETE else -1
             if name == b"content-length":
-                if length >= 0 or not value or len(value) > 9 or not value.isdigit():
+                if length >= 0:
                     return -1
-                length = int(value)
+                length = _content_length(value)
+                if length < 0:
+                    return -1
             elif name == b"connection":
-                if value == b"close":
+                if value.lower() == b"close":
                     keep_alive = False
-                elif value != b"keep-alive":
+                elif value.lower() != b"keep-alive":
                     return -1
             elif name == b"transfer-encoding":
                 return -1
