@@ -349,3 +349,14 @@ async def test_metrics_text(app):
     [config] = families["rinha_config_info"].samples
     assert config.labels["max_backlog"] == str(app.config.max_backlog)
     assert config.labels["admin_token"] == ""  # never the token itself
+
+
+async def test_a_closed_journal_costs_an_answer_not_the_connection(app):
+    """At shutdown the files close before the last connections: a POST then gets an error
+    answer from the general path, whichever path it took first."""
+    app.journal.close()
+    protocol, transport = connect(app)
+    protocol.data_received(post(PAYMENT) + get("/healthz"))
+    statuses = [s for s, _, _ in Responses(bytes(transport.data)).items]
+    assert statuses == [500, 200]
+    assert not transport.closed
