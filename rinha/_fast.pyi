@@ -436,7 +436,8 @@ class PaymentIntake:
 
     Returns (bytes used, the answers to those requests concatenated, payments accepted); the
     caller hands `data[used:]` (anything else, an incomplete request, an invalid body) to the
-    general parser, which answers it as before. The counters count the answers it gave.
+    general parser, which answers it as before; with its id table or journal closed (shutdown)
+    it takes nothing. The counters count the answers it gave.
     Compiled: the framing, the body, the journal record, the claim and the queue record are C,
     with no Python object made but the returned tuple.
     """

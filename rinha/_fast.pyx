@@ -2532,7 +2532,8 @@ cdef class PaymentIntake:
         cdef Py_ssize_t taken = 0
         cdef object answer, out = None
         cdef list parts = None
-        self._ids._ready()
+        if self._ids._map == NULL or self._journal._fd < 0:
+            return 0, b"", 0  # closed (shutdown): the general path answers
         while p < end:
             n = _frame_post(p, end, self._max_body, &body, &body_len)
             if n == 0:

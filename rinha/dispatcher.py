@@ -92,7 +92,7 @@ class Dispatcher:
 
     def arrived(self, n: int) -> None:
         """`n` payments were queued on `fresh` (by `submit`, or by the intake in C)."""
-        self._pacing.arrived += n
+        self._pacing.arrive(n)
         self._wake()
 
     @property

@@ -134,7 +134,7 @@ class Processor:
     def usable(self, now: int) -> bool:
         """Not failing, and `effective_latency_ms(now) <= slow_ms` (each of its terms, checked
         in turn: once per processor per dispatcher tick)."""
-        speaks = now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms
+        speaks = self._health_speaks(now)
         if self.health_failing if speaks else self.failing:
             return False
         slow = self.slow_ms

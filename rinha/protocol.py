@@ -184,12 +184,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.intake is not None and not self.started and not self.pending:
             # at a request boundary with nothing owed: the plain POSTs at the start, in C
             dispatcher = self.dispatcher
-            try:
-                used, answers, accepted = self.intake.feed(
-                    data, self.max_backlog - dispatcher.backlog
-                )
-            except Exception:  # e.g. its files closed at shutdown: the general path answers
-                used = 0
+            used, answers, accepted = self.intake.feed(data, self.max_backlog - dispatcher.backlog)
             if used:
                 self.transport.write(answers)  # type: ignore[union-attr]
                 if accepted:
