@@ -33,7 +33,7 @@ import uvloop
 from rinha import fast
 from rinha.app import App
 from rinha.config import Config
-from rinha.http_client import _Connection
+from rinha.http_client import Connection
 from rinha.protocol import HttpProtocol
 
 # what Nginx forwards for one k6 payment (proxy_http_version 1.1, Connection ""), and what
@@ -86,7 +86,7 @@ async def run(mode: str, n: int) -> None:
     pool = app.processors[0].pool
     connections = []
     for _ in range(4):  # idle keep-alive connections to the default processor
-        conn = _Connection(pool)
+        conn = Connection(pool)
         conn.connection_made(NullTransport())  # type: ignore[arg-type]
         pool._open.add(conn)
         pool.release(conn)

@@ -129,3 +129,90 @@ cdef class ResponseReader:
     cdef public int status
     cdef public bint keep_alive
     cdef public object body  # bytes
+
+    cdef int feed_c(self, bytes data) except -2
+
+
+@cython.final
+cdef class Payment:
+    cdef unsigned char raw[16]  # the correlationId's UUID bytes
+    cdef public object correlation_id  # its canonical str
+    cdef public int64_t cents
+    cdef public int pinned  # processor index of an attempt with an unknown outcome, or -1
+    cdef public int64_t requested_at_ms  # epoch ms of the latest attempt (the pinned one)
+    cdef public int64_t checked_ms  # epoch ms of the last settle lookup
+
+
+cdef class ProcessorState:
+    # what the routing knows of a processor: its calls out, what their outcomes and the shared
+    # health reports say of it; rinha.processors.Processor (a Python subclass) adds its pool and
+    # the logging. Compiled: the answer path updates it, and the pump reads it, without Python.
+    cdef public int index
+    cdef public bint ok  # usable at the last refresh (Processor.refresh)
+    cdef public bint failing
+    cdef public int64_t slow_ms  # a call slower than this makes it unusable
+    cdef public int64_t retry_min_ms  # back-off after a failure: first, ms
+    cdef public int64_t retry_max_ms  # back-off cap, and the probe spacing, ms
+    cdef public int64_t in_flight
+    cdef public int64_t processed
+    cdef public double latency_ms  # duration of the latest answered call, ms
+    cdef public int64_t last_outcome_ms  # epoch ms of the last real answer or timeout
+    cdef public int64_t evidence_sent_ms  # send time of the call that set failing/latency
+    cdef public int64_t bad_sent_ms  # send time of the newest call that showed it unusable
+    cdef public int64_t backoff_ms
+    cdef public int64_t next_probe_ms  # epoch ms before which a failing processor is not retried
+    cdef public int64_t last_probe_ms  # epoch ms of the last probe sent while unusable
+    cdef public dict call_starts  # payment attempt out -> epoch ms sent (insertion ordered)
+    cdef public bint health_failing  # the last shared health report
+    cdef public int64_t health_min_ms
+    cdef public int64_t health_at_ms  # epoch ms it was taken
+    cdef public int64_t ok_since_ms  # epoch ms at which `ok` last became true
+    cdef bint _unusable  # not ok since _unusable_since (unusable_since_ms, None while usable)
+    cdef int64_t _unusable_since  # epoch ms
+
+    cdef int start_call_c(self, object payment, int64_t now) except -1
+    cdef int end_call_c(self, object payment, int64_t now, int outcome) except -1
+    cdef void observe_c(self, int64_t now, int64_t sent_ms, bint ok) noexcept
+    cdef bint health_speaks_c(self, int64_t now) noexcept
+    cdef int64_t oldest_call_age_c(self, int64_t now) except? -1
+    cdef bint usable_c(self, int64_t now) except -1
+
+
+@cython.final
+cdef class AttemptFiler:
+    cdef Ledger _default_ledger
+    cdef Ledger _fallback_ledger
+    cdef Journal _journal
+    cdef PaymentQueue _fresh
+    cdef object _pinned  # (deque, deque): pinned payments per processor
+    cdef object _others  # Dispatcher._attempt_done: every outcome but "stored"
+    cdef object _wake  # Dispatcher._wake
+    cdef bytes _default_head  # each processor's POST /payments head, up to Content-Length: 
+    cdef bytes _fallback_head
+
+    cdef int file_c(self, Payment payment, ProcessorState p, int status, object body,
+                    object error) except -1
+
+
+@cython.final
+cdef class AttemptCall:
+    cdef public bytes request  # the attempt's request bytes (AttemptFiler.attempt)
+    cdef AttemptFiler _filer
+    cdef Payment _payment
+    cdef ProcessorState _processor
+
+
+@cython.final
+cdef class Connection:
+    cdef public object pool  # its HttpPool; None once lost
+    cdef public object loop
+    cdef public object transport
+    cdef public ResponseReader reader  # None: every answer through httptools
+    cdef public object parser  # httptools.HttpResponseParser, made when first needed
+    cdef public object done  # the request out: done(status, body, error)
+    cdef public double deadline  # loop time by which its answer must be in
+    cdef public bint closed
+    cdef public double idle_since  # loop time it went idle (pools that close idle ones)
+    cdef list _body  # the answer's body parts (httptools)
+
+    cdef int _answered(self, int status, object body, bint keep_alive) except -1

@@ -1,10 +1,16 @@
 """Typed API of the compiled hot paths (`rinha/_fast.pyx`); `rinha/_reference.py` is the same API
 in pure Python. Money is int cents; time is int epoch milliseconds (UTC)."""
 
-from collections.abc import Iterable, Sequence
-from typing import Final
+import asyncio
+from collections.abc import Callable, Iterable, Sequence, Sized
+from typing import Any, Final
 
 __all__ = [
+    "ANSWERED",
+    "FAILED",
+    "NO_EVIDENCE",
+    "STORED",
+    "UNPINNED",
     "CLAIM_CONFLICT",
     "CLAIM_FULL",
     "CLAIM_MINE",
@@ -19,15 +25,21 @@ __all__ = [
     "MAX_CENTS",
     "MAX_MS",
     "MIN_MS",
+    "AttemptCall",
+    "AttemptFiler",
+    "ProcessorState",
+    "Connection",
     "IdSet",
     "Journal",
     "Ledger",
+    "Payment",
     "PaymentIntake",
     "PaymentQueue",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
+    "now_ms",
     "parse_payment",
     "payment_body",
     "payment_request",
@@ -415,6 +427,8 @@ class PaymentQueue:
         """Queue at the front (a payment put back after an attempt known not stored)."""
     def pop(self) -> tuple[str, int]:
         """(correlationId, cents) of the first; IndexError when empty."""
+    def pop_payment(self) -> Payment:
+        """The first, as a `Payment` about to be sent; IndexError when empty."""
     def items(self) -> list[tuple[str, int]]:
         """Every queued payment, first to last (for the journal's compaction)."""
     def clear(self) -> None: ...
@@ -479,3 +493,183 @@ class ResponseReader:
     def feed(self, data: bytes) -> int: ...
     def take(self) -> bytes:
         """The bytes held (all of them since the last answer), and forget them."""
+
+STORED: Final[int]
+"""How a call ended, as evidence about its processor: the payment is in its books (counted as
+processed)."""
+
+ANSWERED: Final[int]
+"""An answer that stored nothing new: a 422 duplicate, a settle lookup's 404."""
+
+FAILED: Final[int]
+"""An error status, a timeout or a lost connection."""
+
+NO_EVIDENCE: Final[int]
+"""Says nothing of the processor's health: a 429 (its queue is full), a 4xx refusal."""
+
+UNPINNED: Final[int]
+"""`Payment.pinned` of a payment with no attempt of unknown outcome: -1."""
+
+class Payment:
+    """One accepted payment on its way to a processor, made when it is sent (or restored from the
+    journal). Compiled: a C struct with the id's 16 bytes, so that the answer path journals it
+    without parsing the id again. Hashed by identity (a key of `ProcessorState.call_starts`)."""
+
+    correlation_id: str  # canonical lower case
+    cents: int  # int cents
+    pinned: int  # processor index of an earlier attempt with an unknown outcome, or UNPINNED
+    requested_at_ms: int  # epoch ms of the latest attempt (the pinned one, once pinned)
+    checked_ms: int  # epoch ms of the last settle lookup
+
+    def __init__(self, correlation_id: str, cents: int) -> None:
+        """ValueError if the id is not a canonical UUID, TypeError/OverflowError for cents."""
+    def pin(self, processor: int) -> None:
+        """Its latest attempt (at `processor`, `requested_at_ms`) has an unknown outcome: it is
+        retried there alone, with the identical request."""
+
+class ProcessorState:
+    """What the routing knows of a processor: its calls out, what their outcomes and the shared
+    health reports say of it, and whether it is usable. The base class of
+    `rinha.processors.Processor`, which adds its pool, its requests and the logging. Compiled, so
+    that the pump reads it and `AttemptFiler` counts an answer without a Python frame."""
+
+    index: int  # 0 default, 1 fallback
+    ok: bool  # usable at the last `Processor.refresh`
+    failing: bool  # the newest evidence was a failure
+    slow_ms: int  # a call slower than this makes it unusable
+    retry_min_ms: int  # back-off after a failure: first, ms
+    retry_max_ms: int  # back-off cap, and the probe spacing, ms
+    in_flight: int  # calls out: payment attempts and settle lookups
+    processed: int  # payments it stored (answers and settled lookups)
+    latency_ms: float  # duration of the newest evidence's call, ms
+    last_outcome_ms: int  # epoch ms of the newest evidence
+    evidence_sent_ms: int  # send time (epoch ms) of the call that is the newest evidence
+    bad_sent_ms: int  # send time of the newest call that showed it failing or slow
+    backoff_ms: int  # the current back-off after failures
+    next_probe_ms: int  # epoch ms before which a failing processor is not called again
+    last_probe_ms: int  # epoch ms of the last call sent while it was not `ok`
+    call_starts: dict[Payment, int]  # payment attempt out -> epoch ms sent, in sending order
+    health_failing: bool  # the last shared health report (rinha.health)
+    health_min_ms: int
+    health_at_ms: int  # epoch ms it was taken
+    ok_since_ms: int  # epoch ms at which `ok` last became true
+    unusable_since_ms: int | None  # epoch ms `ok` became false; None while ok
+
+    def __init__(self) -> None: ...
+    def start_call(self, payment: Payment, now: int) -> None:
+        """A payment attempt leaves now (a probe, while not `ok`)."""
+    def end_call(self, payment: Payment, now: int, outcome: int) -> None:
+        """The attempt's outcome came back: STORED, ANSWERED, FAILED or NO_EVIDENCE. KeyError if
+        it was not started."""
+    def start_lookup(self) -> None:
+        """A settle lookup (GET /payments/{id}) leaves: a call out, not a latency sample (the
+        lookup endpoint answers even while payments fail)."""
+    def end_lookup(self, now: int, outcome: int) -> None:
+        """STORED: found, counted as processed; FAILED: evidence of failure; else nothing."""
+    def observe(self, now: int, sent_ms: int, ok: bool) -> None:
+        """A real outcome of a call sent at `sent_ms`: an answer (ok) or a failure. Newest
+        evidence wins: the outcome of a call sent before the one that set the current state
+        says nothing new (a stale 500 must not undo a recovery). The latest latency, not an
+        average: a processor that got fast again is seen as fast after one answer."""
+    def health_speaks(self, now: int) -> bool:
+        """No real outcome for 2 s, and a health report newer than the last one: the report
+        speaks for the processor."""
+    def oldest_call_age_ms(self, now: int) -> int:
+        """Age of the oldest call still out that was sent after the newest evidence (calls sent
+        before it, e.g. probes still waiting on a failing processor, are old news); 0 if none."""
+    def usable(self, now: int) -> bool:
+        """Not failing, and no known latency above slow_ms: the latest answer's, the oldest call
+        out's, and the health report's when it speaks."""
+    def refresh(self, now: int) -> bool:
+        """`ok = usable(now)`, once per dispatcher tick; `ok_since_ms` and `unusable_since_ms`
+        follow it, a call out longer than slow_ms is evidence of slowness (`bad_sent_ms`), and
+        each change goes to `_log_change(now, ok)` (a subclass logs it). Returns `ok`."""
+    def _log_change(self, now: int, ok: bool) -> None: ...
+    def unusable_for_ms(self, now: int) -> int:
+        """ms since `ok` became false at a refresh; 0 while ok."""
+    def apply_health(self, now: int, failing: bool, min_response_ms: int) -> None:
+        """The shared health report, taken at `now`."""
+
+class AttemptFiler:
+    """Files the answers to payment attempts. `call(payment, processor)` is the `done(status,
+    body, error)` callback of one attempt: an answer that means "stored" (a 2xx; a 422 to a
+    payment pinned to that processor, whose earlier attempt stored it) goes to that processor's
+    ledger under `payment.requested_at_ms`, to the journal (STORED) and to `processor.end_call`,
+    and `wake()` is called if a payment is queued (`fresh` or `pinned`); any other outcome goes
+    to `others(payment, processor, status, body, error)`. Compiled, the stored case runs without
+    a Python frame."""
+
+    def __init__(
+        self,
+        ledgers: Sequence[Ledger],
+        journal: Journal,
+        fresh: PaymentQueue,
+        pinned: Sequence[Sized],
+        others: Callable[[Payment, ProcessorState, int, bytes, ConnectionError | None], None],
+        wake: Callable[[], None],
+        heads: Sequence[bytes],
+    ) -> None: ...
+    def call(self, payment: Payment, processor: ProcessorState) -> AttemptCall:
+        """The `done` callback of one attempt of `payment` at `processor`."""
+    def attempt(self, payment: Payment, p: ProcessorState, now: int) -> AttemptCall:
+        """One attempt of `payment` at `p` leaves at `now` (epoch ms): journaled (ATTEMPT, under
+        requestedAt = now) unless the payment is pinned to `p`, whose identical request was
+        journaled before; counted out (`p.start_call`); its `request` made with `p`'s head
+        (`heads[p.index]`: `POST /payments ... Content-Length: `) by `payment_request`."""
+
+class AttemptCall:
+    """One payment attempt: its `request` bytes, and its `done(status, body, error)` callback,
+    which files the outcome through its AttemptFiler."""
+
+    request: bytes
+
+    def __call__(self, status: int, body: bytes, error: ConnectionError | None) -> None: ...
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection of an `HttpPool` (rinha.http_client) carrying one request at a
+    time: an asyncio protocol. `send(data, timeout_s, done)` writes a request (the pool watches
+    its deadline); its answer goes to `done(status, body, None)` and the connection back to the
+    pool (`release`), or closed if the answer says `Connection: close`; a lost connection, a
+    bad answer or an answer nobody asked for fails the request out with `OutcomeUnknown`
+    (`done(0, b"", exc)`) and the connection is done for (`pool.forget`). Answers are framed by
+    `ResponseReader` (`frame_answers`) until the first it does not frame; that one and every
+    later one on the connection go to httptools. Compiled, an `AttemptFiler` callback is filed
+    without a Python frame."""
+
+    pool: Any  # its HttpPool; None once the connection is lost
+    loop: Any
+    transport: Any
+    reader: ResponseReader | None
+    parser: Any
+    done: Callable[[int, bytes, ConnectionError | None], None] | None
+    deadline: float  # loop time by which the answer must be in
+    closed: bool
+    idle_since: float  # loop time it went idle (kept only by pools that close idle ones)
+
+    def __init__(self, pool: Any, frame_answers: bool = True) -> None: ...
+    def connection_made(self, transport: Any) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
+    def eof_received(self) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+    def connection_lost(self, exc: BaseException | None) -> None: ...
+    def on_body(self, body: bytes) -> None:
+        """httptools callback."""
+    def on_message_complete(self) -> None:
+        """httptools callback."""
+    @property
+    def writable(self) -> bool:
+        """Open, and not closing under us (a FIN read whose connection_lost is still due)."""
+    def send(
+        self,
+        data: bytes,
+        timeout_s: float,
+        done: Callable[[int, bytes, ConnectionError | None], None],
+    ) -> None: ...
+    def fail(self, exc: BaseException) -> None:
+        """The request out (if any) fails with exc; this connection is done for."""
+    def close(self) -> None: ...
+
+def now_ms() -> int:
+    """Wall-clock epoch ms (CLOCK_REALTIME, as `time.time_ns() // 1_000_000`): the clock the
+    processors file `requestedAt` with."""

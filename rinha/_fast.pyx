@@ -23,13 +23,17 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
 
+import asyncio
 import fcntl
 import gc
 import os
 import struct
+
+import httptools
 from errno import EACCES, EAGAIN, EINVAL, ENOLCK, ENOSYS, ENOTSUP, EOPNOTSUPP
 
 from rinha.errors import (
+    OutcomeUnknown,
     FileFormatError,
     InvalidPayment,
     InvalidTimestamp,
@@ -50,6 +54,11 @@ from rinha.errors import (
 )
 
 __all__ = [
+    "ANSWERED",
+    "FAILED",
+    "NO_EVIDENCE",
+    "STORED",
+    "UNPINNED",
     "CLAIM_CONFLICT",
     "CLAIM_FULL",
     "CLAIM_MINE",
@@ -67,12 +76,18 @@ __all__ = [
     "IdSet",
     "Journal",
     "Ledger",
+    "AttemptCall",
+    "AttemptFiler",
+    "ProcessorState",
+    "Connection",
+    "Payment",
     "PaymentIntake",
     "PaymentQueue",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
+    "now_ms",
     "parse_payment",
     "payment_body",
     "payment_request",
@@ -902,6 +917,11 @@ def payment_body(correlation_id, cents, requested_at_ms):
 
 
 def payment_request(bytes head not None, correlation_id, cents, requested_at_ms):
+    return _payment_request(head, correlation_id, cents, requested_at_ms)
+
+
+cdef bytes _payment_request(bytes head, object correlation_id, object cents,
+                            object requested_at_ms):
     cdef unsigned char out[160]
     cdef Py_ssize_t n = _payment_body_c(correlation_id, cents, requested_at_ms, out)
     cdef Py_ssize_t digits = 3 if n >= 100 else 2  # a body is 100..160 bytes long
@@ -2359,6 +2379,15 @@ cdef class PaymentQueue:
         self._len -= 1
         return _uuid_str(item.raw), item.cents
 
+    def pop_payment(self):
+        cdef _Queued* item
+        if self._len == 0:
+            raise IndexError("pop from an empty PaymentQueue")
+        item = &self._items[self._head]
+        self._head = (self._head + 1) % self._cap
+        self._len -= 1
+        return _payment_of(item.raw, item.cents)
+
     def items(self):
         cdef Py_ssize_t i
         cdef _Queued* item
@@ -2593,6 +2622,9 @@ cdef class ResponseReader:
         self.body = b""
 
     def feed(self, bytes data not None):
+        return self.feed_c(data)
+
+    cdef int feed_c(self, bytes data) except -2:
         cdef bytes buf = data if not self._held else self._held + data
         cdef cstr start = <cstr>PyBytes_AS_STRING(buf)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(buf)
@@ -2658,3 +2690,389 @@ cdef class ResponseReader:
         cdef bytes held = self._held
         self._held = b""
         return held
+
+
+# ---------------------------------------------------------------------------- calls
+# A payment attempt's life after the pump sends it: the processor's call accounting (ProcessorState,
+# the base of rinha.processors.Processor) and the filing of its answer (AttemptFiler). The common
+# answer, "stored", is filed here without a Python frame; every other outcome goes to the
+# dispatcher's Python (`Dispatcher._attempt_done`), which decides retries and pins.
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clock_id, timespec* tp)
+    int CLOCK_REALTIME
+
+cdef enum:
+    # how a call ended, as evidence about the processor (rinha.processors has the same names)
+    _STORED = 0  # the payment is in its books: counted as processed
+    _ANSWERED = 1  # an answer that stored nothing new (a 422 duplicate; a lookup's 404)
+    _FAILED = 2  # an error status, a timeout or a lost connection
+    _NO_EVIDENCE = 3  # says nothing of its health (429; a 4xx refusal)
+    _UNPINNED = -1
+
+
+STORED = _STORED
+ANSWERED = _ANSWERED
+FAILED = _FAILED
+NO_EVIDENCE = _NO_EVIDENCE
+UNPINNED = _UNPINNED
+
+
+cdef inline int64_t _now_ms() noexcept nogil:
+    """Wall-clock epoch ms, the clock of time.time_ns() (what the processors file)."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <int64_t>ts.tv_sec * 1000 + ts.tv_nsec // 1000000
+
+
+def now_ms():
+    return _now_ms()
+
+
+@cython.final
+@cython.freelist(64)
+cdef class Payment:
+    """One accepted payment on its way to a processor (see _fast.pyi)."""
+
+    def __init__(self, correlation_id, cents):
+        self.cents = _id_and_cents(correlation_id, cents, self.raw)
+        self.correlation_id = _uuid_str(self.raw)
+        self.pinned = _UNPINNED
+        self.requested_at_ms = 0
+        self.checked_ms = 0
+
+    def pin(self, int processor):
+        self.pinned = processor
+
+    def __repr__(self):
+        return f"Payment({self.correlation_id!r}, {self.cents})"
+
+
+cdef Payment _payment_of(const unsigned char* raw, int64_t cents):
+    cdef Payment payment = Payment.__new__(Payment)
+    memcpy(payment.raw, raw, 16)
+    payment.correlation_id = _uuid_str(raw)
+    payment.cents = cents
+    payment.pinned = _UNPINNED
+    return payment
+
+
+cdef class ProcessorState:
+    """A processor's calls out and what their outcomes say of it (see _fast.pyi)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.ok = True
+        self.call_starts = {}
+
+    cdef int start_call_c(self, object payment, int64_t now) except -1:
+        if not self.ok:
+            self.last_probe_ms = now
+        self.in_flight += 1
+        self.call_starts[payment] = now
+        return 0
+
+    cdef int end_call_c(self, object payment, int64_t now, int outcome) except -1:
+        cdef int64_t sent_ms = self.call_starts.pop(payment)
+        self.in_flight -= 1
+        if outcome == _STORED:
+            self.processed += 1
+        if outcome != _NO_EVIDENCE:
+            self.observe_c(now, sent_ms, outcome != _FAILED)
+        return 0
+
+    cdef void observe_c(self, int64_t now, int64_t sent_ms, bint ok) noexcept:
+        cdef int64_t latency_ms = now - sent_ms
+        if not ok or latency_ms > self.slow_ms:
+            if sent_ms > self.bad_sent_ms:
+                self.bad_sent_ms = sent_ms
+        if sent_ms < self.evidence_sent_ms:
+            return
+        self.evidence_sent_ms = sent_ms
+        self.last_outcome_ms = now
+        self.latency_ms = <double>latency_ms
+        if ok:
+            self.failing = False
+            self.backoff_ms = 0
+            self.next_probe_ms = 0
+        else:
+            self.failing = True
+            self.backoff_ms = min(self.retry_max_ms, max(self.retry_min_ms, self.backoff_ms * 2))
+            self.next_probe_ms = now + self.backoff_ms
+
+    def start_call(self, payment, int64_t now):
+        self.start_call_c(payment, now)
+
+    def end_call(self, payment, int64_t now, int outcome):
+        self.end_call_c(payment, now, outcome)
+
+    def start_lookup(self):
+        self.in_flight += 1
+
+    def end_lookup(self, int64_t now, int outcome):
+        self.in_flight -= 1
+        if outcome == _STORED:
+            self.processed += 1
+        elif outcome == _FAILED:
+            self.observe_c(now, now, False)
+
+    def observe(self, int64_t now, int64_t sent_ms, bint ok):
+        self.observe_c(now, sent_ms, ok)
+
+    # the routing's view
+    @property
+    def unusable_since_ms(self):
+        return self._unusable_since if self._unusable else None
+
+    @unusable_since_ms.setter
+    def unusable_since_ms(self, value):
+        self._unusable = value is not None
+        self._unusable_since = 0 if value is None else value
+
+    cdef bint health_speaks_c(self, int64_t now) noexcept:
+        return now - self.last_outcome_ms > 2000 and self.health_at_ms > self.last_outcome_ms
+
+    cdef int64_t oldest_call_age_c(self, int64_t now) except? -1:
+        cdef int64_t started
+        for value in self.call_starts.values():
+            started = value
+            if started >= self.evidence_sent_ms:
+                return now - started
+        return 0
+
+    cdef bint usable_c(self, int64_t now) except -1:
+        cdef bint speaks = self.health_speaks_c(now)
+        if self.health_failing if speaks else self.failing:
+            return False
+        if self.latency_ms > self.slow_ms or (speaks and self.health_min_ms > self.slow_ms):
+            return False
+        return not self.call_starts or self.oldest_call_age_c(now) <= self.slow_ms
+
+    def health_speaks(self, int64_t now):
+        return self.health_speaks_c(now)
+
+    def oldest_call_age_ms(self, int64_t now):
+        return self.oldest_call_age_c(now)
+
+    def usable(self, int64_t now):
+        return self.usable_c(now)
+
+    def refresh(self, int64_t now):
+        cdef bint ok = self.usable_c(now)
+        cdef int64_t age
+        if ok != self.ok:
+            self._log_change(now, ok)
+        if ok:
+            if not self.ok:
+                self.ok_since_ms = now
+            self._unusable = False
+        else:
+            if not self._unusable:
+                self._unusable = True
+                self._unusable_since = now
+            age = self.oldest_call_age_c(now)
+            if age > self.slow_ms:  # a call out for that long is evidence of slowness by itself
+                self.bad_sent_ms = max(self.bad_sent_ms, now - age)
+        self.ok = ok
+        return ok
+
+    def _log_change(self, int64_t now, bint ok):
+        pass  # rinha.processors.Processor logs it
+
+    def unusable_for_ms(self, int64_t now):
+        return now - self._unusable_since if self._unusable else 0
+
+    def apply_health(self, int64_t now, bint failing, int64_t min_response_ms):
+        self.health_failing = failing
+        self.health_min_ms = min_response_ms
+        self.health_at_ms = now
+
+
+@cython.final
+cdef class AttemptFiler:
+    """Files each payment attempt's answer (see _fast.pyi)."""
+
+    def __init__(self, ledgers, Journal journal not None, PaymentQueue fresh not None, pinned,
+                 others, wake, heads):
+        self._default_ledger, self._fallback_ledger = ledgers
+        self._default_head, self._fallback_head = heads
+        self._journal = journal
+        self._fresh = fresh
+        self._pinned = pinned
+        self._others = others
+        self._wake = wake
+
+    def call(self, Payment payment not None, ProcessorState processor not None):
+        cdef AttemptCall call = AttemptCall.__new__(AttemptCall)
+        call._filer = self
+        call._payment = payment
+        call._processor = processor
+        return call
+
+    def attempt(self, Payment payment not None, ProcessorState p not None, int64_t now):
+        cdef AttemptCall call
+        if payment.pinned != p.index:  # pinned: the identical request, already journaled
+            payment.requested_at_ms = now
+            self._journal.append_c(2, payment.raw, payment.cents, p.index, now)
+        p.start_call_c(payment, now)  # a payment has one attempt out at most
+        call = self.call(payment, p)
+        # the same (id, cents, requestedAt) always give the same bytes
+        call.request = _payment_request(
+            self._default_head if p.index == 0 else self._fallback_head,
+            payment.correlation_id, payment.cents, payment.requested_at_ms,
+        )
+        return call
+
+    cdef int file_c(self, Payment payment, ProcessorState p, int status, object body,
+                    object error) except -1:
+        cdef int64_t now
+        cdef Ledger ledger
+        if error is not None or not (
+            200 <= status < 300 or (status == 422 and payment.pinned == p.index)
+        ):
+            self._others(payment, p, status, body, error)
+            return 0
+        # stored by this call, or (422) by the earlier unknown one: the same requestedAt
+        now = _now_ms()
+        ledger = self._default_ledger if p.index == 0 else self._fallback_ledger
+        ledger.add_c(payment.requested_at_ms, payment.cents)
+        self._journal.append_c(3, payment.raw, payment.cents, p.index, payment.requested_at_ms)
+        p.end_call_c(payment, now, _STORED)
+        if self._fresh._len or len(self._pinned[0]) or len(self._pinned[1]):
+            self._wake()  # something waits for this call's slot: pump next tick
+        return 0
+
+
+@cython.final
+@cython.freelist(64)
+cdef class AttemptCall:
+    """`done(status, body, error)` of one payment attempt, and its `request` (see _fast.pyi)."""
+
+    def __call__(self, int status, body, error):
+        self._filer.file_c(self._payment, self._processor, status, body, error)
+
+
+
+# ---------------------------------------------------------------------------- connection
+@cython.final
+cdef class Connection:
+    """One keep-alive connection of an HttpPool (rinha.http_client), carrying one request at a
+    time (see _fast.pyi). Compiled, an answer framed by ResponseReader and filed by an
+    AttemptFiler reaches the ledger without a Python frame but the pool's `release`."""
+
+    def __init__(self, pool, bint frame_answers=True):
+        self.pool = pool
+        # looked up once: asyncio.get_running_loop() per send costs a getpid() system call
+        self.loop = asyncio.get_running_loop()
+        self.transport = None
+        self.reader = ResponseReader() if frame_answers else None
+        self.parser = None  # httptools, from the first answer the reader does not frame
+        self.done = None
+        self.deadline = 0.0
+        self.closed = False
+        self.idle_since = 0.0
+        self._body = []
+
+    # asyncio callbacks
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data not None):
+        cdef ResponseReader reader = self.reader
+        cdef int framed
+        if reader is not None:
+            framed = reader.feed_c(data)
+            if framed == 1:
+                self._answered(reader.status, reader.body, reader.keep_alive)
+                return
+            if framed == 0:
+                return
+            self.reader = None  # not one it frames: httptools from here on, from its start
+            data = reader.take()
+        if self.parser is None:
+            self.parser = httptools.HttpResponseParser(self)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail(OutcomeUnknown(f"bad response: {exc}"))
+
+    def eof_received(self):
+        return None  # the transport closes itself; connection_lost follows
+
+    def pause_writing(self):
+        pass  # one small request at a time: nothing to hold back
+
+    def resume_writing(self):
+        pass
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.fail(OutcomeUnknown("connection lost before the answer"))
+        # break the cycles (parser and transport call back into us): freed by reference
+        # counting, not whenever the GC next runs
+        self.transport = None
+        self.parser = None
+        self.reader = None
+        self.pool = None
+
+    # httptools callbacks
+    def on_body(self, body):
+        self._body.append(body)
+
+    def on_message_complete(self):
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        self._answered(self.parser.get_status_code(), body, self.parser.should_keep_alive())
+
+    cdef int _answered(self, int status, object body, bint keep_alive) except -1:
+        cdef object done = self.done
+        self.done = None
+        if done is None:  # an answer nobody asked for: the stream is out of step
+            self.fail(OutcomeUnknown("unexpected answer"))
+            return 0
+        if keep_alive and self.pool is not None:
+            self.pool.release(self)
+        else:
+            self.close()
+        if type(done) is AttemptCall:
+            (<AttemptCall>done)._filer.file_c(
+                (<AttemptCall>done)._payment, (<AttemptCall>done)._processor, status, body, None
+            )
+        else:
+            done(status, body, None)
+        return 0
+
+    # used by the pool
+    @property
+    def writable(self):
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(self, data, double timeout_s, done):
+        assert self.transport is not None and self.done is None and self.pool is not None
+        loop = self.loop
+        self.done = done
+        self.deadline = loop.time() + timeout_s
+        self.pool.watch(self)
+        try:
+            self.transport.write(data)
+        except Exception as exc:  # closed under us (e.g. the server's FIN, not yet delivered)
+            # the outcome is unknown by the letter (a part may have left); fail on the next
+            # loop turn: `done` never runs inside send()
+            loop.call_soon(self.fail, OutcomeUnknown(f"write failed: {exc!r}"))
+
+    def fail(self, exc):
+        self.close()
+        done = self.done
+        self.done = None
+        if done is not None:
+            done(0, b"", exc)
+
+    def close(self):
+        self.closed = True
+        if self.pool is not None:
+            self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()

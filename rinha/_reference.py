@@ -7,6 +7,7 @@ Money is int cents; time is int epoch ms.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import errno
 import fcntl
@@ -17,12 +18,16 @@ import os
 import re
 import struct
 import sys
+import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal
 from itertools import pairwise
+from typing import Any
+
+import httptools
 
 from rinha.errors import (
     R_AMOUNT_DUPLICATE,
@@ -42,9 +47,15 @@ from rinha.errors import (
     FileFormatError,
     InvalidPayment,
     InvalidTimestamp,
+    OutcomeUnknown,
 )
 
 __all__ = [
+    "ANSWERED",
+    "FAILED",
+    "NO_EVIDENCE",
+    "STORED",
+    "UNPINNED",
     "CLAIM_CONFLICT",
     "CLAIM_FULL",
     "CLAIM_MINE",
@@ -62,12 +73,18 @@ __all__ = [
     "IdSet",
     "Journal",
     "Ledger",
+    "AttemptCall",
+    "AttemptFiler",
+    "ProcessorState",
+    "Connection",
+    "Payment",
     "PaymentIntake",
     "PaymentQueue",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
     "ms_to_iso",
+    "now_ms",
     "parse_payment",
     "payment_body",
     "payment_request",
@@ -1210,6 +1227,9 @@ class PaymentQueue:
             raise IndexError("pop from an empty PaymentQueue")
         return self._items.popleft()
 
+    def pop_payment(self) -> Payment:
+        return Payment(*self.pop())
+
     def items(self) -> list[tuple[str, int]]:
         return list(self._items)
 
@@ -1435,3 +1455,400 @@ class ResponseReader:
     def take(self) -> bytes:
         held, self._held = self._held, b""
         return held
+
+
+# ---------------------------------------------------------------------------- calls
+# A payment attempt's life after the pump sends it: the processor's call accounting (ProcessorState,
+# the base of rinha.processors.Processor) and the filing of its answer (AttemptFiler). The common
+# answer, "stored", is filed by the filer; every other outcome goes to the dispatcher
+# (`Dispatcher._attempt_done`), which decides retries and pins.
+
+# how a call ended, as evidence about the processor (rinha.processors exports these)
+STORED = 0  # the payment is in its books: counted as processed
+ANSWERED = 1  # an answer that stored nothing new (a 422 duplicate; a lookup's 404)
+FAILED = 2  # an error status, a timeout or a lost connection
+NO_EVIDENCE = 3  # says nothing of its health (429: its queue is full; a 4xx refusal)
+UNPINNED = -1
+
+
+def now_ms() -> int:
+    """Wall-clock epoch ms: the clock the processors file `requestedAt` with."""
+    return time.time_ns() // 1_000_000
+
+
+class Payment:
+    """One accepted payment on its way to a processor (see _fast.pyi)."""
+
+    __slots__ = ("correlation_id", "cents", "pinned", "requested_at_ms", "checked_ms")
+
+    def __init__(self, correlation_id: str, cents: int) -> None:
+        self.correlation_id = _uuid_str(_uuid_raw(correlation_id))
+        self.cents = _int64(cents)  # int cents
+        self.pinned = UNPINNED  # processor index whose earlier attempt has an unknown outcome
+        self.requested_at_ms = 0  # epoch ms of the latest attempt (the pinned one, once pinned)
+        self.checked_ms = 0  # epoch ms of the last settle lookup
+
+    def pin(self, processor: int) -> None:
+        self.pinned = processor
+
+    def __repr__(self) -> str:
+        return f"Payment({self.correlation_id!r}, {self.cents})"
+
+
+class ProcessorState:
+    """A processor's calls out and what their outcomes say of it (see _fast.pyi)."""
+
+    __slots__ = (
+        "index",
+        "ok",
+        "failing",
+        "slow_ms",
+        "retry_min_ms",
+        "retry_max_ms",
+        "in_flight",
+        "processed",
+        "latency_ms",
+        "last_outcome_ms",
+        "evidence_sent_ms",
+        "bad_sent_ms",
+        "backoff_ms",
+        "next_probe_ms",
+        "last_probe_ms",
+        "call_starts",
+        "health_failing",
+        "health_min_ms",
+        "health_at_ms",
+        "ok_since_ms",
+        "unusable_since_ms",
+    )
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.ok = True  # usable at the last refresh (Processor.refresh)
+        self.failing = False
+        self.slow_ms = 0  # a call slower than this makes it unusable
+        self.retry_min_ms = 0  # back-off after a failure: first, ms
+        self.retry_max_ms = 0  # back-off cap, and the probe spacing, ms
+        self.in_flight = 0
+        self.processed = 0
+        self.latency_ms = 0.0  # duration of the latest answered call, ms
+        self.last_outcome_ms = 0  # epoch ms of the last real answer or timeout
+        self.evidence_sent_ms = 0  # send time of the call that set failing/latency
+        self.bad_sent_ms = 0  # send time of the newest call that showed it unusable
+        self.backoff_ms = 0
+        self.next_probe_ms = 0  # epoch ms before which a failing processor is not retried
+        self.last_probe_ms = 0  # epoch ms of the last probe sent while unusable
+        # payment attempt out -> epoch ms sent (one attempt per payment; insertion ordered)
+        self.call_starts: dict[Payment, int] = {}
+        self.health_failing = False  # the last shared health report
+        self.health_min_ms = 0
+        self.health_at_ms = 0  # epoch ms it was taken
+        self.ok_since_ms = 0  # epoch ms at which `ok` last became true
+        self.unusable_since_ms: int | None = None  # epoch ms; None while usable
+
+    def start_call(self, payment: Payment, now: int) -> None:
+        if not self.ok:
+            self.last_probe_ms = now
+        self.in_flight += 1
+        self.call_starts[payment] = now
+
+    def end_call(self, payment: Payment, now: int, outcome: int) -> None:
+        sent_ms = self.call_starts.pop(payment)
+        self.in_flight -= 1
+        if outcome == STORED:
+            self.processed += 1
+        if outcome != NO_EVIDENCE:
+            self.observe(now, sent_ms, outcome != FAILED)
+
+    def start_lookup(self) -> None:
+        self.in_flight += 1
+
+    def end_lookup(self, now: int, outcome: int) -> None:
+        self.in_flight -= 1
+        if outcome == STORED:
+            self.processed += 1
+        elif outcome == FAILED:
+            self.observe(now, now, False)
+
+    def observe(self, now: int, sent_ms: int, ok: bool) -> None:
+        latency_ms = now - sent_ms
+        if not ok or latency_ms > self.slow_ms:
+            self.bad_sent_ms = max(self.bad_sent_ms, sent_ms)
+        if sent_ms < self.evidence_sent_ms:
+            return
+        self.evidence_sent_ms = sent_ms
+        self.last_outcome_ms = now
+        # the latest answer, not an average: the judge switches delays in steps, and a
+        # processor that got fast again must be seen as fast after one probe
+        self.latency_ms = float(latency_ms)
+        if ok:
+            self.failing = False
+            self.backoff_ms = 0
+            self.next_probe_ms = 0
+        else:
+            self.failing = True
+            self.backoff_ms = min(self.retry_max_ms, max(self.retry_min_ms, self.backoff_ms * 2))
+            self.next_probe_ms = now + self.backoff_ms
+
+    # the routing's view
+    def health_speaks(self, now: int) -> bool:
+        """No real outcome for 2 s, and a health report newer than the last one."""
+        return now - self.last_outcome_ms > 2_000 and self.health_at_ms > self.last_outcome_ms
+
+    def oldest_call_age_ms(self, now: int) -> int:
+        """Age of the oldest call still out that was sent after the newest evidence (calls
+        sent before it, e.g. probes still waiting on a failing processor, are old news)."""
+        for started in self.call_starts.values():
+            if started >= self.evidence_sent_ms:
+                return now - started
+        return 0
+
+    def usable(self, now: int) -> bool:
+        """Not failing, and no known latency (the latest answer's, the oldest call out's, a
+        speaking health report's) above slow_ms."""
+        speaks = self.health_speaks(now)
+        if self.health_failing if speaks else self.failing:
+            return False
+        slow = self.slow_ms
+        if self.latency_ms > slow or (speaks and self.health_min_ms > slow):
+            return False
+        return not self.call_starts or self.oldest_call_age_ms(now) <= slow
+
+    def refresh(self, now: int) -> bool:
+        """Update `ok` and `unusable_since_ms` (once per dispatcher turn); return `ok`."""
+        ok = self.usable(now)
+        if ok != self.ok:
+            self._log_change(now, ok)
+        if ok:
+            if not self.ok:
+                self.ok_since_ms = now
+            self.unusable_since_ms = None
+        else:
+            if self.unusable_since_ms is None:
+                self.unusable_since_ms = now
+            age = self.oldest_call_age_ms(now)
+            if age > self.slow_ms:  # a call out for that long is evidence of slowness by itself
+                self.bad_sent_ms = max(self.bad_sent_ms, now - age)
+        self.ok = ok
+        return ok
+
+    def _log_change(self, now: int, ok: bool) -> None:
+        pass  # rinha.processors.Processor logs it
+
+    def unusable_for_ms(self, now: int) -> int:
+        return 0 if self.unusable_since_ms is None else now - self.unusable_since_ms
+
+    def apply_health(self, now: int, failing: bool, min_response_ms: int) -> None:
+        self.health_failing = failing
+        self.health_min_ms = min_response_ms
+        self.health_at_ms = now
+
+
+class AttemptCall:
+    """`done(status, body, error)` of one payment attempt, and its `request` (see _fast.pyi)."""
+
+    __slots__ = ("request", "_filer", "_payment", "_processor")
+
+    def __init__(self, filer: AttemptFiler, payment: Payment, processor: ProcessorState) -> None:
+        self.request = b""
+        self._filer = filer
+        self._payment = payment
+        self._processor = processor
+
+    def __call__(self, status: int, body: bytes, error: BaseException | None) -> None:
+        self._filer._file(self._payment, self._processor, status, body, error)
+
+
+class AttemptFiler:
+    """Files each payment attempt's answer (see _fast.pyi)."""
+
+    def __init__(
+        self,
+        ledgers: Sequence[Ledger],
+        journal: Journal,
+        fresh: PaymentQueue,
+        pinned: Sequence[Sized],
+        others: Callable[[Payment, ProcessorState, int, bytes, BaseException | None], None],
+        wake: Callable[[], None],
+        heads: Sequence[bytes],
+    ) -> None:
+        self._ledgers = tuple(ledgers)
+        self._heads = tuple(heads)  # each processor's POST /payments head
+        self._journal = journal
+        self._fresh = fresh
+        self._pinned = pinned
+        self._others = others
+        self._wake = wake
+
+    def call(self, payment: Payment, processor: ProcessorState) -> AttemptCall:
+        return AttemptCall(self, payment, processor)
+
+    def attempt(self, payment: Payment, p: ProcessorState, now: int) -> AttemptCall:
+        if payment.pinned != p.index:  # pinned: the identical request, already journaled
+            payment.requested_at_ms = now
+            self._journal.attempt(payment.correlation_id, payment.cents, p.index, now)
+        p.start_call(payment, now)  # a payment has one attempt out at most
+        call = self.call(payment, p)
+        # the same (id, cents, requestedAt) always give the same bytes
+        call.request = payment_request(
+            self._heads[p.index], payment.correlation_id, payment.cents, payment.requested_at_ms
+        )
+        return call
+
+    def _file(
+        self,
+        payment: Payment,
+        p: ProcessorState,
+        status: int,
+        body: bytes,
+        error: BaseException | None,
+    ) -> None:
+        if error is not None or not (
+            200 <= status < 300 or (status == 422 and payment.pinned == p.index)
+        ):
+            self._others(payment, p, status, body, error)
+            return
+        # stored by this call, or (422) by the earlier unknown one: the same requestedAt
+        now = now_ms()
+        self._ledgers[p.index].add(payment.requested_at_ms, payment.cents)
+        self._journal.stored(
+            payment.correlation_id, payment.cents, p.index, payment.requested_at_ms
+        )
+        p.end_call(payment, now, STORED)
+        if self._fresh or self._pinned[0] or self._pinned[1]:
+            self._wake()  # something waits for this call's slot: pump next tick
+
+
+# ---------------------------------------------------------------------------- connection
+class Connection:
+    """One keep-alive connection of an HttpPool (rinha.http_client), carrying one request at a
+    time (see _fast.pyi): the answer, or the failure, goes to that request's `done` callback,
+    and the connection back to its pool."""
+
+    __slots__ = (
+        "pool",
+        "loop",
+        "transport",
+        "reader",
+        "parser",
+        "done",
+        "deadline",
+        "closed",
+        "idle_since",
+        "_body",
+    )
+
+    def __init__(self, pool: Any, frame_answers: bool = True) -> None:
+        self.pool: Any = pool  # its HttpPool; None once lost
+        # the loop, looked up once: asyncio.get_running_loop() per send costs a getpid()
+        # system call, once per payment (strace)
+        self.loop = asyncio.get_running_loop()
+        self.transport: Any = None
+        # answers framed by ResponseReader; the first it does not frame, and everything after
+        # it on this connection, go to httptools
+        self.reader: ResponseReader | None = ResponseReader() if frame_answers else None
+        self.parser: Any = None  # httptools.HttpResponseParser, made when first needed
+        self.done: Callable[[int, bytes, BaseException | None], None] | None = None
+        self.deadline = 0.0  # loop time by which its answer must be in (HttpPool._sweep)
+        self.closed = False
+        self.idle_since = 0.0  # loop time it went idle (kept by pools that close idle ones)
+        self._body: list[bytes] = []
+
+    # asyncio callbacks
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        if reader is not None:
+            framed = reader.feed(data)
+            if framed == 1:
+                self._answered(reader.status, reader.body, reader.keep_alive)
+                return
+            if framed == 0:
+                return
+            self.reader = None  # not one it frames: httptools from here on, from its start
+            data = reader.take()
+        if self.parser is None:
+            self.parser = httptools.HttpResponseParser(self)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail(OutcomeUnknown(f"bad response: {exc}"))
+
+    def eof_received(self) -> None:
+        return None  # the transport closes itself; connection_lost follows
+
+    def pause_writing(self) -> None:
+        pass  # one small request at a time: nothing to hold back
+
+    def resume_writing(self) -> None:
+        pass
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        self.fail(OutcomeUnknown("connection lost before the answer"))
+        # break the cycles (parser and transport call back into us): freed by reference
+        # counting, not whenever the GC next runs
+        self.transport = None
+        self.parser = None
+        self.reader = None
+        self.pool = None
+
+    # httptools callbacks
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        self._answered(self.parser.get_status_code(), body, self.parser.should_keep_alive())
+
+    def _answered(self, status: int, body: bytes, keep_alive: bool) -> None:
+        done, self.done = self.done, None
+        if done is None:  # an answer nobody asked for: the stream is out of step
+            self.fail(OutcomeUnknown("unexpected answer"))
+            return
+        if keep_alive and self.pool is not None:
+            self.pool.release(self)
+        else:
+            self.close()
+        done(status, body, None)
+
+    # used by the pool
+    @property
+    def writable(self) -> bool:
+        """Open, and not closing under us (a FIN read whose connection_lost is still due)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def send(
+        self,
+        data: bytes,
+        timeout_s: float,
+        done: Callable[[int, bytes, BaseException | None], None],
+    ) -> None:
+        assert self.transport is not None and self.done is None and self.pool is not None
+        loop = self.loop
+        self.done = done
+        self.deadline = loop.time() + timeout_s
+        self.pool.watch(self)
+        try:
+            self.transport.write(data)
+        except Exception as exc:  # closed under us (e.g. the server's FIN, not yet delivered)
+            # the outcome is unknown by the letter (a part may have left); fail on the next
+            # loop turn: `done` never runs inside send()
+            loop.call_soon(self.fail, OutcomeUnknown(f"write failed: {exc!r}"))
+
+    def fail(self, exc: BaseException) -> None:
+        """The request out (if any) fails with exc; this connection is done for."""
+        self.close()
+        done, self.done = self.done, None
+        if done is not None:
+            done(0, b"", exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.pool is not None:
+            self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()

@@ -48,7 +48,7 @@ class App:
         # on it, the dispatcher sends from it
         queue: PaymentQueue = fast.PaymentQueue()
         self.dispatcher = Dispatcher(
-            config, self.processors, self.ledgers, fast.payment_request, self.journal, queue
+            config, self.processors, self.ledgers, fast, self.journal, queue
         )
         # POST /payments in C (rinha.protocol feeds it); it also keeps the answer counters
         self.intake: PaymentIntake = fast.PaymentIntake(

@@ -22,15 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from functools import partial
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .fast import J_ACCEPT, J_ATTEMPT, PaymentQueue
+from .fast import J_ACCEPT, J_ATTEMPT, Payment, PaymentQueue
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
 from .pacing import CatchUp
-from .payment import Payment
 from .processors import (
     ANSWERED,
     DEFAULT,
@@ -45,7 +43,8 @@ from .recovery import UNPINNED, Pending
 from .routing import choose_processor, may_probe, next_look_ms
 
 if TYPE_CHECKING:
-    from .fast import Journal, Ledger
+    from .fast import AttemptCall, Journal, Ledger
+    from .http_client import HttpPool
 
 log = logging.getLogger("rinha.dispatcher")
 
@@ -58,19 +57,19 @@ class Dispatcher:
         config: Config,
         processors: tuple[Processor, Processor],
         ledgers: tuple[Ledger, Ledger],
-        payment_request: Callable[[bytes, str, int, int], bytes],
+        fast: ModuleType,
         journal: Journal,
         fresh: PaymentQueue | None = None,
     ) -> None:
         self.config = config
         self.processors = processors
         self.ledgers = ledgers  # per processor index
-        self._payment_request = payment_request  # rinha.fast.payment_request of the same one
+        self._fast = fast  # rinha._fast or rinha._reference: the one the journal and ledgers are
         self.journal = journal
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
         self._lookups: set[Payment] = set()  # pinned payments being looked up
         # accepted, never attempted or known not stored: routed by choose_processor
-        self.fresh: PaymentQueue = PaymentQueue() if fresh is None else fresh
+        self.fresh: PaymentQueue = fast.PaymentQueue() if fresh is None else fresh
         self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
         self.retries = 0
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
@@ -84,6 +83,16 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._pacing = CatchUp(config)  # new arrivals go out at once, a backlog at a pace
+        # files each attempt's answer: "stored" in C, every other outcome via _attempt_done
+        self._filer = fast.AttemptFiler(
+            ledgers,
+            journal,
+            self.fresh,
+            self.pinned,
+            self._attempt_done,
+            self._wake,
+            tuple(p.payments_request_head for p in processors),
+        )
 
     # ------------------------------------------------------------------ intake
     def submit(self, correlation_id: str, cents: int) -> None:
@@ -116,7 +125,7 @@ class Dispatcher:
         if pending.pinned == UNPINNED:
             self.fresh.push(pending.correlation_id, pending.cents)
         else:
-            payment = Payment(pending.correlation_id, pending.cents)
+            payment = self._fast.Payment(pending.correlation_id, pending.cents)
             payment.requested_at_ms = pending.requested_at_ms
             payment.pin(pending.pinned)
             self.pinned[pending.pinned].append(payment)
@@ -194,9 +203,11 @@ class Dispatcher:
         d.refresh(now)
         f.refresh(now)
         assert self._loop is not None
-        allowed, arrived = self._pacing.budget(self._loop.time(), self.backlog)
+        queued = self.backlog
+        allowed, arrived = self._pacing.budget(self._loop.time(), queued)
         budget = allowed
-        launches: list[tuple[Payment, Processor, bytes]] = []
+        attempt = self._filer.attempt  # journals the attempt, counts it out, makes its request
+        launches: list[tuple[HttpPool, AttemptCall]] = []
         max_in_flight = config.max_in_flight
         for p in self.processors if self.pinned[0] or self.pinned[1] else ():
             queue = self.pinned[p.index]
@@ -215,22 +226,25 @@ class Dispatcher:
                 ):
                     self._launch_settle(payment, p, now)
                 else:
-                    launches.append(self._prepare(payment, p, now))
+                    launches.append((p.pool, attempt(payment, p, now)))
                 budget -= 1
         fresh = self.fresh
         while fresh and budget:
             target = choose_processor(d, f, now, config, d.in_flight + f.in_flight)
             if target is None:
                 break
-            payment = Payment(*fresh.pop())
-            launches.append(self._prepare(payment, self.processors[target], now))
+            payment = fresh.pop_payment()
+            p = self.processors[target]
+            launches.append((p.pool, attempt(payment, p, now)))
             budget -= 1
         if launches:
             self.journal.flush()  # every attempt is on disk before its request leaves
-            for launch in launches:
-                self._send(*launch)
-        backlog = self.backlog
-        self._pacing.spent(allowed, allowed - budget, arrived, backlog)
+            timeout_s = self._timeout_s
+            for pool, call in launches:
+                pool.send(call.request, timeout_s, call)  # the filer files its outcome
+        started = allowed - budget
+        backlog = queued - started  # each call started (or lookup) took one queued payment
+        self._pacing.spent(allowed, started, arrived, backlog)
         if not backlog:
             return
         if not budget:
@@ -238,24 +252,6 @@ class Dispatcher:
         elif self.in_flight < config.max_in_flight:
             # held: look again after the earliest back-off (a finished call also wakes us)
             self._wake(next_look_ms(self.processors, now, config) / 1000)
-
-    def _prepare(
-        self, payment: Payment, p: Processor, now: int
-    ) -> tuple[Payment, Processor, bytes]:
-        """Count one attempt as out and journal it; `_send` sends it."""
-        if payment.pinned != p.index:  # pinned: the identical request, already journaled
-            payment.requested_at_ms = now
-            self.journal.attempt(payment.correlation_id, payment.cents, p.index, now)
-        p.start_call(payment, now)  # a payment has one attempt out at most
-        # the same (id, cents, requestedAt) always give the same bytes
-        request = self._payment_request(
-            p.payments_request_head, payment.correlation_id, payment.cents, payment.requested_at_ms
-        )
-        return payment, p, request
-
-    def _send(self, payment: Payment, p: Processor, request: bytes) -> None:
-        """Send one prepared attempt; `_attempt_done` gets its outcome."""
-        p.pool.send(request, self._timeout_s, partial(self._attempt_done, payment, p))
 
     def _launch_settle(self, payment: Payment, p: Processor, now: int) -> None:
         p.start_lookup()
@@ -274,15 +270,11 @@ class Dispatcher:
         _answer: bytes,
         error: ConnectionError | None,
     ) -> None:
-        requested_at = payment.requested_at_ms  # this attempt's (one out at a time)
+        """Every outcome of an attempt but "stored" (which the AttemptFiler files itself: the
+        ledger, the journal's STORED, `end_call`)."""
         now = now_ms()
         journal = self.journal
-        if 200 <= status < 300 or (status == 422 and payment.pinned == p.index):
-            # stored by this call, or (422) by the earlier unknown one: same requestedAt
-            self.ledgers[p.index].add(requested_at, payment.cents)
-            journal.stored(payment.correlation_id, payment.cents, p.index, requested_at)
-            p.end_call(payment, now, STORED)
-        elif status == 422:
+        if status == 422:  # on an attempt not pinned here: a client re-sent an id
             self.processor_duplicates += 1
             journal.finished(payment.correlation_id, payment.cents)
             p.end_call(payment, now, ANSWERED)

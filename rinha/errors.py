@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["FileFormatError", "InvalidPayment", "InvalidTimestamp"]
+__all__ = [
+    "ConnectFailed",
+    "FileFormatError",
+    "InvalidPayment",
+    "InvalidTimestamp",
+    "OutcomeUnknown",
+]
 
 # InvalidPayment reasons: one text for both implementations (tests compare them)
 R_UTF8 = "invalid JSON: body is not UTF-8"
@@ -32,3 +38,11 @@ class InvalidTimestamp(ValueError):
 class FileFormatError(ValueError):
     """A SharedIdSet or Journal file that is not one (bad magic), is of another format version,
     or whose header contradicts its size; the path is in the message."""
+
+
+class ConnectFailed(ConnectionError):
+    """A request was never written: nothing can have reached the server."""
+
+
+class OutcomeUnknown(ConnectionError):
+    """A request was written but no complete answer came back (timeout or connection lost)."""

@@ -1,8 +1,9 @@
 """A small keep-alive HTTP/1.1 client over uvloop + httptools, for processors and peers.
 
-Not aiohttp's client: this one writes prebuilt request bytes on a pooled connection and parses
-the answer with httptools, a fraction of the CPU per call (docs/PERFORMANCE.md). One request
-per connection at a time (no pipelining: a slow answer must not hold up the next one).
+Not aiohttp's client: this one writes prebuilt request bytes on a pooled connection and frames
+the answer in C (`Connection`, compiled in rinha._fast, with httptools for anything unusual), a
+fraction of the CPU per call (docs/PERFORMANCE.md). One request per connection at a time (no
+pipelining: a slow answer must not hold up the next one).
 """
 
 from __future__ import annotations
@@ -11,20 +12,13 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-import httptools
-
 from .address import Address
-from .fast import ResponseReader
+from .errors import ConnectFailed, OutcomeUnknown
+from .fast import Connection
 
 FRAME_ANSWERS = True  # False: every answer through httptools (the tests run both)
 
-
-class ConnectFailed(ConnectionError):
-    """The request was never written: nothing can have reached the server."""
-
-
-class OutcomeUnknown(ConnectionError):
-    """The request was written but no complete answer came back (timeout or connection lost)."""
+__all__ = ["Address", "ConnectFailed", "Connection", "HttpPool", "OutcomeUnknown", "build_request"]
 
 
 def build_request(
@@ -40,123 +34,6 @@ def build_request(
 
 # done(status, body, error): the answer (error None), or (0, b"", ConnectFailed | OutcomeUnknown)
 Done = Callable[[int, bytes, "ConnectionError | None"], None]
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection carrying one request at a time; the answer, or the failure,
-    goes to that request's `done` callback, and the connection back to its pool."""
-
-    __slots__ = (
-        "pool",
-        "loop",
-        "transport",
-        "reader",
-        "parser",
-        "done",
-        "deadline",
-        "body",
-        "closed",
-        "idle_since",
-    )
-
-    def __init__(self, pool: HttpPool) -> None:
-        self.pool: HttpPool | None = pool
-        # the loop, looked up once: asyncio.get_running_loop() per send costs a getpid()
-        # system call, once per payment (strace)
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
-        # answers framed by ResponseReader (C); the first it does not frame, and everything
-        # after it on this connection, go to httptools
-        self.reader: ResponseReader | None = ResponseReader() if FRAME_ANSWERS else None
-        self.parser = httptools.HttpResponseParser(self)
-        self.done: Done | None = None  # the request waiting for its answer
-        self.deadline = 0.0  # loop time by which its answer must be in (see HttpPool._sweep)
-        self.body: list[bytes] = []
-        self.closed = False
-        self.idle_since = 0.0  # loop time it went idle (kept only by pools that close idle ones)
-
-    # asyncio callbacks
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        reader = self.reader
-        if reader is not None:
-            framed = reader.feed(data)
-            if framed == 1:
-                self._answered(reader.status, reader.body, reader.keep_alive)
-                return
-            if framed == 0:
-                return
-            self.reader = None  # not one it frames: httptools from here on, from its start
-            data = reader.take()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.fail(OutcomeUnknown(f"bad response: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.fail(OutcomeUnknown("connection lost before the answer"))
-        # break the cycles (parser and transport call back into us): freed by reference
-        # counting, not whenever the GC next runs
-        self.transport = None
-        self.parser = None  # type: ignore[assignment]
-        self.reader = None
-        self.pool = None
-
-    # httptools callbacks
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.body.clear()
-        self._answered(self.parser.get_status_code(), body, self.parser.should_keep_alive())
-
-    def _answered(self, status: int, body: bytes, keep_alive: bool) -> None:
-        done, self.done = self.done, None
-        if done is None:  # an answer nobody asked for: the stream is out of step
-            self.fail(OutcomeUnknown("unexpected answer"))
-            return
-        if keep_alive and self.pool is not None:
-            self.pool.release(self)
-        else:
-            self.close()
-        done(status, body, None)
-
-    # used by the pool
-    @property
-    def writable(self) -> bool:
-        """Open, and not closing under us (a FIN read whose connection_lost is still due)."""
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
-
-    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
-        assert self.transport is not None and self.done is None and self.pool is not None
-        loop = self.loop
-        self.done = done
-        self.deadline = loop.time() + timeout_s
-        self.pool.watch(self)
-        try:
-            self.transport.write(data)
-        except Exception as exc:  # closed under us (e.g. the server's FIN, not yet delivered)
-            # the outcome is unknown by the letter (a part may have left); fail on the next
-            # loop turn: `done` never runs inside send()
-            loop.call_soon(self.fail, OutcomeUnknown(f"write failed: {exc!r}"))
-
-    def fail(self, exc: ConnectionError) -> None:
-        """The request out (if any) fails with exc; this connection is done for."""
-        self.close()
-        done, self.done = self.done, None
-        if done is not None:
-            done(0, b"", exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.pool is not None:
-            self.pool.forget(self)
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class HttpPool:
@@ -185,9 +62,9 @@ class HttpPool:
         self.max_connections = max_connections
         self.idle_close_s = idle_close_s
         self.max_waiting = 4 * max_connections if max_waiting is None else max_waiting
-        self._idle: list[_Connection] = []  # open, no request out
-        self._open: set[_Connection] = set()  # every open connection, idle or busy
-        self._out: set[_Connection] = set()  # a request out, waiting for its answer
+        self._idle: list[Connection] = []  # open, no request out
+        self._open: set[Connection] = set()  # every open connection, idle or busy
+        self._out: set[Connection] = set()  # a request out, waiting for its answer
         self._connecting: set[asyncio.Task[None]] = set()
         # requests waiting for a connection (capped pools only): (data, deadline, done),
         # deadline in loop time
@@ -248,11 +125,13 @@ class HttpPool:
             async with asyncio.timeout_at(deadline) if deadline else asyncio.timeout(timeout_s):
                 if self.address.unix_path:
                     _, conn = await loop.create_unix_connection(
-                        lambda: _Connection(self), self.address.unix_path
+                        lambda: Connection(self, FRAME_ANSWERS), self.address.unix_path
                     )
                 else:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(self), self.address.host or "", self.address.port or 0
+                        lambda: Connection(self, FRAME_ANSWERS),
+                        self.address.host or "",
+                        self.address.port or 0,
                     )
         except (OSError, TimeoutError) as exc:
             done(0, b"", ConnectFailed(f"cannot connect to {self.address}: {exc!r}"))
@@ -300,7 +179,7 @@ class HttpPool:
             data, deadline, done = waiting.popleft()
             self._connect(data, 0.0, done, deadline)
 
-    def _hand_over(self, conn: _Connection) -> bool:
+    def _hand_over(self, conn: Connection) -> bool:
         """Send the first waiting request still in time on conn; False if none is."""
         loop = conn.loop
         now_s = loop.time()
@@ -316,7 +195,7 @@ class HttpPool:
             )
         return False
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         """conn's answer is in and it stays open: the next waiting request's, or idle."""
         self._out.discard(conn)
         if self._waiting and conn.writable and self._hand_over(conn):
@@ -326,13 +205,13 @@ class HttpPool:
             self._due(conn.loop, conn.idle_since + self.idle_close_s)
         self._idle.append(conn)
 
-    def forget(self, conn: _Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         self._out.discard(conn)
         self._open.discard(conn)
         if self._waiting:  # its place is free: a new connection for the next in line
             self._serve_waiting()
 
-    def watch(self, conn: _Connection) -> None:
+    def watch(self, conn: Connection) -> None:
         """conn has a request out until conn.deadline: fail it then if no answer came."""
         self._out.add(conn)
         if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():

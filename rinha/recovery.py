@@ -28,12 +28,11 @@ from .fast import (
     J_FINISHED,
     J_RELEASED,
     J_STORED,
+    UNPINNED,
 )
 
 if TYPE_CHECKING:
     from .fast import Ledger, SharedIdSet
-
-UNPINNED = -1
 
 
 @dataclass(slots=True)

@@ -8,13 +8,18 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from rinha import _reference
+
 Handler = Callable[["Server", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@pytest.fixture(autouse=True, params=["framed", "httptools"])
+@pytest.fixture(autouse=True, params=["framed", "httptools", "reference"])
 def answers_read_by(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: answers framed by ResponseReader (as served), and by httptools alone."""
-    monkeypatch.setattr("rinha.http_client.FRAME_ANSWERS", request.param == "framed")
+    """Every test three times: answers framed by ResponseReader (as served), by httptools alone,
+    and by the pure-Python Connection (rinha._reference) framing them."""
+    monkeypatch.setattr("rinha.http_client.FRAME_ANSWERS", request.param != "httptools")
+    if request.param == "reference":
+        monkeypatch.setattr("rinha.http_client.Connection", _reference.Connection)
     return str(request.param)
 
 

@@ -40,7 +40,7 @@ def dispatcher(**settings: Any) -> tuple[Dispatcher, FakePool]:
         p.pool = pool  # type: ignore[assignment]
     ledgers = (fast.Ledger(), fast.Ledger())
     journal = fast.Journal(os.path.join(tempfile.mkdtemp(dir=_JOURNALS.name), "journal.bin"))
-    return Dispatcher(config, processors, ledgers, fast.payment_request, journal), pool
+    return Dispatcher(config, processors, ledgers, fast, journal), pool
 
 
 async def _tick(d: Dispatcher) -> None:

@@ -11,12 +11,12 @@ import loopback
 import pytest
 from loopback import answers_read_by  # noqa: F401  (an autouse fixture)
 
+from rinha import http_client
 from rinha.http_client import (
     Address,
     ConnectFailed,
     HttpPool,
     OutcomeUnknown,
-    _Connection,
     build_request,
 )
 
@@ -188,7 +188,7 @@ async def test_unexpected_answer_drops_the_connection():
 
 async def test_closed_connections_are_freed_without_the_gc():
     def live() -> int:
-        return sum(1 for o in gc.get_objects() if type(o) is _Connection)
+        return sum(1 for o in gc.get_objects() if type(o) is http_client.Connection)
 
     closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     async with Server(answer_once(closing)) as server:
@@ -227,7 +227,7 @@ async def test_a_write_that_fails_is_unknown_and_never_synchronous():
             pass
 
     pool = HttpPool("http://127.0.0.1:9")
-    conn = _Connection(pool)
+    conn = http_client.Connection(pool)
     conn.connection_made(ClosedUnderUs())
     pool._open.add(conn)
     pool.release(conn)

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rinha.config import SETTINGS, Config, help_table
+from rinha.fast import Payment
 from rinha.pacing import CatchUp
-from rinha.payment import Payment
 from rinha.processors import (
     DEFAULT,
     FAILED,
@@ -21,6 +21,8 @@ from rinha.routing import MAX_PROBES, choose_processor
 
 CONFIG = Config(hold_ms=10_000, last_resort_ms=30_000, slow_ms=1_200, max_in_flight=100)
 T0 = 1_750_000_000_000  # epoch ms
+ID_A = "4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"
+ID_B = "5b8a02c9-8e37-4e0e-bb2a-5ed2d8d071c4"
 
 
 def pair() -> tuple[Processor, Processor]:
@@ -212,7 +214,7 @@ def test_state_changes_are_logged_and_rate_limited(caplog) -> None:
 
 def test_a_call_is_counted_out_until_it_ends_and_its_outcome_is_the_evidence():
     d, _ = pair()
-    payment = Payment("a", 100)
+    payment = Payment(ID_A, 100)
     d.start_call(payment, T0)
     assert d.in_flight == 1 and d.call_starts == {payment: T0}
     d.end_call(payment, T0 + 30, STORED)
@@ -226,7 +228,7 @@ def test_a_call_is_counted_out_until_it_ends_and_its_outcome_is_the_evidence():
 def test_a_429_or_a_refusal_says_nothing_of_the_processors_health():
     d, _ = pair()
     succeed(d, T0)
-    payment = Payment("a", 100)
+    payment = Payment(ID_A, 100)
     d.start_call(payment, T0 + 10)
     d.end_call(payment, T0 + 5_000, NO_EVIDENCE)
     assert d.in_flight == 0 and not d.failing and d.latency_ms == 5.0
@@ -235,10 +237,10 @@ def test_a_429_or_a_refusal_says_nothing_of_the_processors_health():
 
 def test_a_probe_is_stamped_only_while_unusable():
     d, _ = pair()
-    d.start_call(Payment("a", 1), T0)
+    d.start_call(Payment(ID_A, 1), T0)
     assert d.last_probe_ms == 0, "a usable processor's calls are not probes"
     fail(d, T0 + 1)
-    d.start_call(Payment("b", 1), T0 + 2)
+    d.start_call(Payment(ID_B, 1), T0 + 2)
     assert d.last_probe_ms == T0 + 2
 
 
