@@ -216,3 +216,32 @@ cdef class Connection:
     cdef list _body  # the answer's body parts (httptools)
 
     cdef int _answered(self, int status, object body, bint keep_alive) except -1
+    cdef bint writable_c(self) except -1
+    cdef int send_c(self, object data, double timeout_s, object done) except -1
+
+
+cdef class PoolCore:
+    # the hot half of rinha.http_client.HttpPool (a Python subclass adds connecting, the cap,
+    # the waiting line and the sweep): an idle connection taken, watched, and given back
+    cdef public list _idle  # open, no request out
+    cdef public set _out  # a request out, waiting for its answer
+    cdef public object _waiting  # deque of (data, deadline, done): capped pools only
+    cdef public double idle_close_s  # > 0: close a connection idle that long
+    cdef public object _sweep_timer  # the one timer for deadlines and idle closes
+
+    cdef int watch_c(self, object conn) except -1
+    cdef int release_c(self, object conn) except -1
+
+
+@cython.final
+cdef class CatchUp:
+    # the dispatcher's pace (rinha.pacing): how many calls one pump may start
+    cdef public bint enabled  # False: every pump may start `cap` calls
+    cdef public Py_ssize_t cap  # calls per pump, whatever the pace
+    cdef public double rate  # backlog calls/s
+    cdef public double window_s  # a drain's time limit, s
+    cdef public double tick_s
+    cdef public Py_ssize_t arrived  # payments queued since the last pump
+    cdef public double credit  # calls allowed beyond new arrivals, earned at `rate`
+    cdef public double at  # loop time `credit` was last topped up
+    cdef public double ends  # loop time a drain under way must end by (0: none)

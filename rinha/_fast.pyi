@@ -2,6 +2,7 @@
 in pure Python. Money is int cents; time is int epoch milliseconds (UTC)."""
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ __all__ = [
     "MIN_MS",
     "AttemptCall",
     "AttemptFiler",
+    "CatchUp",
     "ProcessorState",
     "Connection",
     "IdSet",
@@ -35,6 +37,7 @@ __all__ = [
     "Payment",
     "PaymentIntake",
     "PaymentQueue",
+    "PoolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -673,3 +676,60 @@ class Connection(asyncio.Protocol):
 def now_ms() -> int:
     """Wall-clock epoch ms (CLOCK_REALTIME, as `time.time_ns() // 1_000_000`): the clock the
     processors file `requestedAt` with."""
+
+class PoolCore:
+    """The hot half of a connection pool: `rinha.http_client.HttpPool` is its Python subclass,
+    which adds connecting, the cap, the waiting line and the sweep, and the hooks this half
+    calls: `_send_new(data, timeout_s, done)` (no idle connection), `_arm(loop, at)` and
+    `_due(loop, at)` (the sweep timer), `_hand_over(conn)` (a waiting request takes conn)."""
+
+    _idle: list[Connection]  # open, no request out
+    _out: set[Connection]  # a request out, waiting for its answer
+    _waiting: deque[tuple[bytes, float, Callable[[int, bytes, ConnectionError | None], None]]]
+    idle_close_s: float  # > 0: close a connection idle that long (s)
+    _sweep_timer: asyncio.TimerHandle | None  # one timer for every deadline and idle close
+
+    def __init__(self) -> None: ...
+    def send(
+        self,
+        data: bytes,
+        timeout_s: float,
+        done: Callable[[int, bytes, ConnectionError | None], None],
+    ) -> None:
+        """Send prebuilt request bytes on an idle connection that is still writable, or else
+        through `_send_new`."""
+    def watch(self, conn: Connection) -> None:
+        """conn has a request out until conn.deadline: the sweep fails it then if no answer
+        came."""
+    def release(self, conn: Connection) -> None:
+        """conn's answer is in and it stays open: the next waiting request's, or idle."""
+
+class CatchUp:
+    """How many calls one dispatcher pump may start (rinha.pacing says why): every payment that
+    arrived since the last pump (`arrive`) brings its own call; on top of that, queued payments go
+    out at `rate_per_s`, at most `cap` calls a pump. A drain (a pump that starts all it may while
+    more waits) must end within `window_ms`: the pace rises when the backlog needs it. Credit
+    earned while idle is capped at two ticks' worth (`tick_ms`). `rate_per_s` 0: `cap` every
+    pump."""
+
+    enabled: bool
+    cap: int  # calls per pump, whatever the pace
+    rate: float  # backlog calls/s
+    window_s: float  # a drain's time limit, s
+    tick_s: float  # the dispatch tick, s
+    arrived: int  # payments queued since the last pump
+    credit: float  # calls allowed beyond new arrivals, earned at `rate`
+    at: float  # loop time `credit` was last topped up
+    ends: float  # loop time a drain under way must end by (0: none)
+
+    def __init__(self, cap: int, rate_per_s: float, window_ms: float, tick_ms: float) -> None: ...
+    def arrive(self, n: int = 1) -> None:
+        """`n` payments were queued."""
+    def budget(self, now_s: float, backlog: int) -> tuple[int, int]:
+        """(calls this pump may start, how many of them are new arrivals' own); `now_s` is loop
+        time, `backlog` the payments queued."""
+    def spent(self, allowed: int, started: int, arrived: int, backlog: int) -> None:
+        """After the pump: `started` of the `allowed` calls went out, `backlog` still waits.
+        Arrivals' own calls come first; what is left of them is not carried over."""
+    def stop(self) -> None:
+        """Shutting down: what is queued goes as fast as allowed."""

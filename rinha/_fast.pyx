@@ -25,6 +25,7 @@ from libc.string cimport memcmp, memcpy, memmove, memset
 
 import asyncio
 import fcntl
+from collections import deque
 import gc
 import os
 import struct
@@ -78,11 +79,13 @@ __all__ = [
     "Ledger",
     "AttemptCall",
     "AttemptFiler",
+    "CatchUp",
     "ProcessorState",
     "Connection",
     "Payment",
     "PaymentIntake",
     "PaymentQueue",
+    "PoolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -3034,7 +3037,10 @@ cdef class Connection:
             self.fail(OutcomeUnknown("unexpected answer"))
             return 0
         if keep_alive and self.pool is not None:
-            self.pool.release(self)
+            if isinstance(self.pool, PoolCore):
+                (<PoolCore>self.pool).release_c(self)
+            else:
+                self.pool.release(self)
         else:
             self.close()
         if type(done) is AttemptCall:
@@ -3048,20 +3054,30 @@ cdef class Connection:
     # used by the pool
     @property
     def writable(self):
+        return self.writable_c()
+
+    cdef bint writable_c(self) except -1:
         return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def send(self, data, double timeout_s, done):
+        self.send_c(data, timeout_s, done)
+
+    cdef int send_c(self, object data, double timeout_s, object done) except -1:
         assert self.transport is not None and self.done is None and self.pool is not None
         loop = self.loop
         self.done = done
         self.deadline = loop.time() + timeout_s
-        self.pool.watch(self)
+        if isinstance(self.pool, PoolCore):
+            (<PoolCore>self.pool).watch_c(self)
+        else:
+            self.pool.watch(self)
         try:
             self.transport.write(data)
         except Exception as exc:  # closed under us (e.g. the server's FIN, not yet delivered)
             # the outcome is unknown by the letter (a part may have left); fail on the next
             # loop turn: `done` never runs inside send()
             loop.call_soon(self.fail, OutcomeUnknown(f"write failed: {exc!r}"))
+        return 0
 
     def fail(self, exc):
         self.close()
@@ -3076,3 +3092,105 @@ cdef class Connection:
             self.pool.forget(self)
         if self.transport is not None:
             self.transport.abort()
+
+
+
+cdef class PoolCore:
+    """The hot half of a connection pool (see _fast.pyi): `rinha.http_client.HttpPool` is its
+    Python subclass. Connections are compiled `Connection`s (or any with the same methods)."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._idle = []
+        self._out = set()
+        self._waiting = deque()
+        self.idle_close_s = 0.0
+        self._sweep_timer = None
+
+    def send(self, data, double timeout_s, done):
+        cdef list idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if type(conn) is Connection:
+                if (<Connection>conn).writable_c():
+                    (<Connection>conn).send_c(data, timeout_s, done)
+                    return
+            elif conn.writable:
+                conn.send(data, timeout_s, done)
+                return
+        self._send_new(data, timeout_s, done)
+
+    def watch(self, conn):
+        self.watch_c(conn)
+
+    cdef int watch_c(self, object conn) except -1:
+        self._out.add(conn)
+        if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():
+            self._arm(conn.loop, conn.deadline)
+        return 0
+
+    def release(self, conn):
+        self.release_c(conn)
+
+    cdef int release_c(self, object conn) except -1:
+        self._out.discard(conn)
+        if self._waiting and conn.writable and self._hand_over(conn):
+            return 0
+        if self.idle_close_s:
+            conn.idle_since = conn.loop.time()
+            self._due(conn.loop, conn.idle_since + self.idle_close_s)
+        self._idle.append(conn)
+        return 0
+
+
+
+# ---------------------------------------------------------------------------- pacing
+@cython.final
+cdef class CatchUp:
+    """How many calls one dispatcher pump may start (see _fast.pyi and rinha.pacing)."""
+
+    def __init__(self, Py_ssize_t cap, double rate_per_s, double window_ms, double tick_ms):
+        self.enabled = rate_per_s > 0
+        self.cap = cap
+        self.rate = rate_per_s
+        self.window_s = window_ms / 1000
+        self.tick_s = tick_ms / 1000
+        self.arrived = 0
+        self.credit = 0.0
+        self.at = 0.0
+        self.ends = 0.0
+
+    def arrive(self, Py_ssize_t n=1):
+        self.arrived += n
+
+    def budget(self, double now_s, Py_ssize_t backlog):
+        cdef Py_ssize_t cap = self.cap, arrived = self.arrived
+        cdef double rate, left_s, earned
+        self.arrived = 0
+        if not self.enabled:
+            return cap, cap
+        if backlog <= arrived <= cap and not self.ends:
+            return arrived, arrived  # only new arrivals wait and all may go: nothing to pace
+        rate = self.rate
+        if self.ends:
+            left_s = self.ends - now_s
+            if left_s <= self.tick_s:
+                return cap, arrived  # out of time: full speed
+            rate = max(rate, backlog / left_s)
+        earned = (now_s - self.at) * rate
+        self.at = now_s
+        self.credit = min(self.credit + earned, max(1.0, 2 * rate * self.tick_s))
+        return min(cap, arrived + <Py_ssize_t>(self.credit + 1e-9)), arrived
+
+    def spent(self, Py_ssize_t allowed, Py_ssize_t started, Py_ssize_t arrived,
+              Py_ssize_t backlog):
+        if not self.enabled:
+            return
+        self.credit = max(0.0, self.credit - max(0, started - arrived))
+        if started == allowed and backlog:
+            if not self.ends:
+                self.ends = self.at + self.window_s
+        else:
+            self.ends = 0.0
+
+    def stop(self):
+        self.enabled = False

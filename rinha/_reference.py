@@ -75,11 +75,13 @@ __all__ = [
     "Ledger",
     "AttemptCall",
     "AttemptFiler",
+    "CatchUp",
     "ProcessorState",
     "Connection",
     "Payment",
     "PaymentIntake",
     "PaymentQueue",
+    "PoolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -1852,3 +1854,105 @@ class Connection:
             self.pool.forget(self)
         if self.transport is not None:
             self.transport.abort()
+
+
+class PoolCore:
+    """The hot half of a connection pool (see _fast.pyi): `rinha.http_client.HttpPool` is its
+    Python subclass, which adds connecting, the cap, the waiting line and the sweep."""
+
+    def __init__(self) -> None:
+        self._idle: list[Any] = []  # open, no request out
+        self._out: set[Any] = set()  # a request out, waiting for its answer
+        # requests waiting for a connection (capped pools only): (data, deadline, done)
+        self._waiting: deque[tuple[bytes, float, Any]] = deque()
+        self.idle_close_s = 0.0  # > 0: close a connection idle that long
+        # one timer for every request's deadline, not one per request; it also serves
+        # waiting requests' deadlines and the idle closes
+        self._sweep_timer: Any = None
+
+    def send(self, data: bytes, timeout_s: float, done: Any) -> None:
+        """Send prebuilt request bytes on an idle connection, or (none) `_send_new`."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.writable:
+                conn.send(data, timeout_s, done)
+                return
+        self._send_new(data, timeout_s, done)  # type: ignore[attr-defined]
+
+    def watch(self, conn: Any) -> None:
+        """conn has a request out until conn.deadline: fail it then if no answer came."""
+        self._out.add(conn)
+        if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():
+            self._arm(conn.loop, conn.deadline)  # type: ignore[attr-defined]
+
+    def release(self, conn: Any) -> None:
+        """conn's answer is in and it stays open: the next waiting request's, or idle."""
+        self._out.discard(conn)
+        if self._waiting and conn.writable and self._hand_over(conn):  # type: ignore[attr-defined]
+            return
+        if self.idle_close_s:
+            conn.idle_since = conn.loop.time()
+            self._due(conn.loop, conn.idle_since + self.idle_close_s)  # type: ignore[attr-defined]
+        self._idle.append(conn)
+
+
+# ---------------------------------------------------------------------------- pacing
+class CatchUp:
+    """How many calls one dispatcher pump may start (see _fast.pyi and rinha.pacing)."""
+
+    __slots__ = ("enabled", "cap", "rate", "window_s", "tick_s", "arrived", "credit", "at", "ends")
+
+    def __init__(self, cap: int, rate_per_s: float, window_ms: float, tick_ms: float) -> None:
+        self.enabled = rate_per_s > 0  # 0: every pump may start `cap` calls
+        self.cap = cap  # calls per pump, whatever the pace
+        self.rate = float(rate_per_s)  # backlog calls/s
+        self.window_s = window_ms / 1000  # a drain's time limit, s
+        self.tick_s = tick_ms / 1000
+        self.arrived = 0  # payments submitted since the last pump
+        self.credit = 0.0  # calls allowed beyond new arrivals, earned at `rate`
+        self.at = 0.0  # loop time `credit` was last topped up
+        self.ends = 0.0  # loop time a drain under way must end by (0: none)
+
+    def arrive(self, n: int = 1) -> None:
+        self.arrived += n
+
+    def budget(self, now_s: float, backlog: int) -> tuple[int, int]:
+        """(calls this pump may start, how many of them are new arrivals' own); `now_s` is
+        loop time, `backlog` the payments queued."""
+        cap = self.cap
+        arrived, self.arrived = self.arrived, 0
+        if not self.enabled:
+            return cap, cap
+        if backlog <= arrived <= cap and not self.ends:
+            # only new arrivals wait and all may go: nothing to pace. The credit is left as it
+            # is: earned later, capped, it comes to the same (min(min(c + a, m) + b, m) ==
+            # min(c + a + b, m)), and this pump spends none of it
+            return arrived, arrived
+        rate = self.rate
+        if self.ends:
+            left_s = self.ends - now_s
+            if left_s <= self.tick_s:
+                return cap, arrived  # out of time: full speed
+            rate = max(rate, backlog / left_s)
+        earned = (now_s - self.at) * rate
+        self.at = now_s
+        # no hoarding while idle: at most two ticks' worth (timers fire a little late)
+        self.credit = min(self.credit + earned, max(1.0, 2 * rate * self.tick_s))
+        return min(cap, arrived + int(self.credit + 1e-9)), arrived  # 1e-9: float sums
+
+    def spent(self, allowed: int, started: int, arrived: int, backlog: int) -> None:
+        """After the pump: `started` of the `allowed` calls went out, `backlog` still waits.
+        Arrivals' own calls come first; what is left of them is not carried over."""
+        if not self.enabled:
+            return
+        self.credit = max(0.0, self.credit - max(0, started - arrived))
+        if started == allowed and backlog:  # sending as fast as allowed, more waits: a drain
+            if not self.ends:
+                self.ends = self.at + self.window_s
+        else:  # drained, or held back by routing: the next drain gets a window of its own
+            self.ends = 0.0
+
+    def stop(self) -> None:
+        """Shutting down: what is queued goes as fast as allowed."""
+        self.enabled = False

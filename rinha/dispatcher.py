@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from .config import Config
 from .fast import J_ACCEPT, J_ATTEMPT, Payment, PaymentQueue
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
-from .pacing import CatchUp
+from .pacing import catch_up
 from .processors import (
     ANSWERED,
     DEFAULT,
@@ -82,7 +82,7 @@ class Dispatcher:
         self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._pacing = CatchUp(config)  # new arrivals go out at once, a backlog at a pace
+        self._pacing = catch_up(config)  # new arrivals go out at once, a backlog at a pace
         # files each attempt's answer: "stored" in C, every other outcome via _attempt_done
         self._filer = fast.AttemptFiler(
             ledgers,
@@ -186,13 +186,14 @@ class Dispatcher:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        at = loop.time() + (self._tick_s if delay_s is None else delay_s)
+        delay_s = self._tick_s if delay_s is None else delay_s
+        at = loop.time() + delay_s
         if self._pump_timer is not None:
             if self._pump_at <= at:
                 return
             self._pump_timer.cancel()
         self._pump_at = at
-        self._pump_timer = loop.call_at(at, self._pump)
+        self._pump_timer = loop.call_later(delay_s, self._pump)  # call_at would add a time()
 
     def _pump(self) -> None:
         """Start the calls that routing, capacity and pacing allow, a bounded number per tick."""

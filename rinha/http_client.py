@@ -9,12 +9,11 @@ pipelining: a slow answer must not hold up the next one).
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 
 from .address import Address
 from .errors import ConnectFailed, OutcomeUnknown
-from .fast import Connection
+from .fast import Connection, PoolCore
 
 FRAME_ANSWERS = True  # False: every answer through httptools (the tests run both)
 
@@ -36,11 +35,12 @@ def build_request(
 Done = Callable[[int, bytes, "ConnectionError | None"], None]
 
 
-class HttpPool:
+class HttpPool(PoolCore):
     """Keep-alive connections to one address; at most one request per connection.
 
     `send()` is the call path of the dispatcher: no coroutine, Task, Future or timer per call,
-    just the request write and the `done` callback. `request()` is the awaitable form.
+    just the request write and the `done` callback; it, `watch` and `release` are compiled
+    (PoolCore, rinha._fast), the rest is here. `request()` is the awaitable form.
 
     max_connections > 0 caps the connections open (or being opened): a request that finds
     them all busy waits in a FIFO of at most max_waiting (default 4 per connection) for the
@@ -56,23 +56,15 @@ class HttpPool:
         idle_close_s: float = 0.0,
         max_waiting: int | None = None,
     ) -> None:
+        super().__init__()  # PoolCore: the idle connections, those out, the waiting line, the timer
         self.address = Address.parse(address) if isinstance(address, str) else address
         if max_connections < 0 or idle_close_s < 0:
             raise ValueError("max_connections and idle_close_s must not be negative")
         self.max_connections = max_connections
         self.idle_close_s = idle_close_s
         self.max_waiting = 4 * max_connections if max_waiting is None else max_waiting
-        self._idle: list[Connection] = []  # open, no request out
         self._open: set[Connection] = set()  # every open connection, idle or busy
-        self._out: set[Connection] = set()  # a request out, waiting for its answer
         self._connecting: set[asyncio.Task[None]] = set()
-        # requests waiting for a connection (capped pools only): (data, deadline, done),
-        # deadline in loop time
-        self._waiting: deque[tuple[bytes, float, Done]] = deque()
-        # one timer for every request's deadline, not one per request (a timer set and
-        # cancelled per call showed in callgrind); it also serves waiting requests' deadlines
-        # and the idle closes
-        self._sweep_timer: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
@@ -84,16 +76,12 @@ class HttpPool:
         """Requests waiting for a connection to be free."""
         return len(self._waiting)
 
-    def send(self, data: bytes, timeout_s: float, done: Done) -> None:
-        """Send prebuilt request bytes; `done` is called later (never from within send)
-        with the answer, or with ConnectFailed (nothing sent) / OutcomeUnknown (sent, no
-        complete answer in timeout_s)."""
-        idle = self._idle
-        while idle:
-            conn = idle.pop()
-            if conn.writable:
-                conn.send(data, timeout_s, done)
-                return
+    # send(data, timeout_s, done) (PoolCore): prebuilt request bytes on an idle connection, or
+    # through _send_new; `done` is called later (never from within send) with the answer, or
+    # with ConnectFailed (nothing sent) / OutcomeUnknown (sent, no complete answer in timeout_s)
+
+    def _send_new(self, data: bytes, timeout_s: float, done: Done) -> None:
+        """No idle connection: a new one, or (capped, all busy) wait for one."""
         cap = self.max_connections
         if cap and (self._waiting or len(self._open) + len(self._connecting) >= cap):
             self._wait(data, timeout_s, done)
@@ -195,27 +183,11 @@ class HttpPool:
             )
         return False
 
-    def release(self, conn: Connection) -> None:
-        """conn's answer is in and it stays open: the next waiting request's, or idle."""
-        self._out.discard(conn)
-        if self._waiting and conn.writable and self._hand_over(conn):
-            return
-        if self.idle_close_s:
-            conn.idle_since = conn.loop.time()
-            self._due(conn.loop, conn.idle_since + self.idle_close_s)
-        self._idle.append(conn)
-
     def forget(self, conn: Connection) -> None:
         self._out.discard(conn)
         self._open.discard(conn)
         if self._waiting:  # its place is free: a new connection for the next in line
             self._serve_waiting()
-
-    def watch(self, conn: Connection) -> None:
-        """conn has a request out until conn.deadline: fail it then if no answer came."""
-        self._out.add(conn)
-        if self._sweep_timer is None or conn.deadline < self._sweep_timer.when():
-            self._arm(conn.loop, conn.deadline)
 
     def _due(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         """The sweep must run by `at` (loop time)."""

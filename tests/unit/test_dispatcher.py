@@ -101,8 +101,8 @@ class FakeLoop:
     def time(self) -> float:
         return self.now
 
-    def call_at(self, at: float, callback: Any) -> FakeTimer:
-        timer = FakeTimer(at, callback)
+    def call_later(self, delay: float, callback: Any) -> FakeTimer:
+        timer = FakeTimer(self.now + delay, callback)
         self.timers.append(timer)
         return timer
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rinha.config import SETTINGS, Config, help_table
 from rinha.fast import Payment
-from rinha.pacing import CatchUp
+from rinha.pacing import catch_up
 from rinha.processors import (
     DEFAULT,
     FAILED,
@@ -255,9 +255,8 @@ def test_a_lookup_counts_as_out_but_is_no_latency_sample():
     assert d.failing and d.processed == 1
 
 
-def test_catch_up_lets_arrivals_through_and_a_backlog_at_its_pace():
-    config = Config(catch_up_per_s=200, catch_up_ms=3_000, launch_per_tick=16, dispatch_tick_ms=5)
-    pacing = CatchUp(config)
+def test_catch_up_lets_arrivals_through_and_a_backlog_at_its_pace(fast):
+    pacing = fast.CatchUp(16, 200, 3_000, 5)
     pacing.at = 100.0
     for _ in range(3):
         pacing.arrive()
@@ -273,7 +272,7 @@ def test_catch_up_lets_arrivals_through_and_a_backlog_at_its_pace():
 
 
 def test_catch_up_off_allows_a_full_tick_every_time():
-    pacing = CatchUp(Config(catch_up_per_s=0, launch_per_tick=16))
+    pacing = catch_up(Config(catch_up_per_s=0, launch_per_tick=16))
     assert pacing.budget(5.0, backlog=1_000) == (16, 16)
     pacing.stop()
     assert pacing.budget(6.0, backlog=1_000) == (16, 16)
@@ -315,23 +314,24 @@ class _PlainCatchUp:
         max_size=60,
     )
 )
-def test_catch_up_shortcut_allows_what_the_plain_arithmetic_allows(ticks):
-    """(arrivals, older backlog, ms to the next pump, routing holds some) per pump."""
+def test_catch_up_shortcut_allows_what_the_plain_arithmetic_allows(fast, ticks):
+    """(arrivals, older backlog, ms to the next pump, routing holds some) per pump, in both
+    implementations."""
     config = Config(catch_up_per_s=400, catch_up_ms=60, launch_per_tick=16, dispatch_tick_ms=5)
-    fast, plain = CatchUp(config), _PlainCatchUp(config)
+    pacing, plain = fast.CatchUp(16, 400, 60, 5), _PlainCatchUp(config)
     now_s, older = 100.0, 0
     for arrived, extra, step_ms, held in ticks:
         older = min(older, extra)
         backlog = older + arrived
         for _ in range(arrived):
-            fast.arrive()
-        allowed, mine = fast.budget(now_s, backlog)
+            pacing.arrive()
+        allowed, mine = pacing.budget(now_s, backlog)
         plain_allowed, plain_mine = plain.budget(now_s, backlog, arrived)
         # what a pump can start is bounded by what waits: that must agree, not the bound
         assert (min(allowed, backlog), mine) == (min(plain_allowed, backlog), plain_mine)
         started = max(0, min(allowed, backlog) - (1 if held and backlog else 0))
         older = backlog - started
-        fast.spent(allowed, started, arrived, older)
+        pacing.spent(allowed, started, arrived, older)
         plain.spent(plain_allowed, started, arrived, older)
-        assert fast.ends == plain.ends  # the same drains, with the same deadlines
+        assert pacing.ends == plain.ends  # the same drains, with the same deadlines
         now_s += step_ms / 1000
