@@ -3,10 +3,9 @@ state (`ProcessorState`), and the filing of each answer (`AttemptFiler`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections import deque
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -194,11 +193,10 @@ def test_compiled_and_reference_states_agree(
 class Desk:
     """A filer with its ledgers, journal and queues, and what it handed back."""
 
-    def __init__(self, fast: ModuleType) -> None:
+    def __init__(self, fast: ModuleType, folder: Path) -> None:
         self.fast = fast
         self.ledgers = (fast.Ledger(), fast.Ledger())
-        path = os.path.join(tempfile.mkdtemp(prefix="rinha-calls-"), "journal.bin")
-        self.journal = fast.Journal(path)
+        self.journal = fast.Journal(str(folder / "journal.bin"))
         self.fresh = fast.PaymentQueue()
         self.pinned: tuple[deque[Any], deque[Any]] = (deque(), deque())
         self.others: list[tuple[Any, ...]] = []
@@ -224,8 +222,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(fast: ModuleType) -> Any:
-    d = Desk(fast)
+def desk(fast: ModuleType, tmp_path: Path) -> Any:
+    d = Desk(fast, tmp_path)
     yield d
     d.journal.close()
 
