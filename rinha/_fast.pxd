@@ -102,6 +102,7 @@ cdef class PaymentQueue:
     cdef int _grow(self) except -1
     cdef int push_c(self, const unsigned char* raw, int64_t cents) except -1
     cdef int push_front_c(self, const unsigned char* raw, int64_t cents) except -1
+    cdef _Queued* _take(self) except NULL
 
 
 @cython.final

@@ -2373,22 +2373,22 @@ cdef class PaymentQueue:
         cdef unsigned char raw[16]
         self.push_front_c(raw, _id_and_cents(correlation_id, cents, raw))
 
-    def pop(self):
+    cdef _Queued* _take(self) except NULL:
+        """The first record, taken off the ring (valid until the next push); IndexError if none."""
         cdef _Queued* item
         if self._len == 0:
             raise IndexError("pop from an empty PaymentQueue")
         item = &self._items[self._head]
         self._head = (self._head + 1) % self._cap
         self._len -= 1
+        return item
+
+    def pop(self):
+        cdef _Queued* item = self._take()
         return _uuid_str(item.raw), item.cents
 
     def pop_payment(self):
-        cdef _Queued* item
-        if self._len == 0:
-            raise IndexError("pop from an empty PaymentQueue")
-        item = &self._items[self._head]
-        self._head = (self._head + 1) % self._cap
-        self._len -= 1
+        cdef _Queued* item = self._take()
         return _payment_of(item.raw, item.cents)
 
     def items(self):
