@@ -594,9 +594,10 @@ class ProcessorState:
         """The shared health report, taken at `now`."""
 
 class AttemptFiler:
-    """Files the answers to payment attempts. `call(payment, processor)` is the `done(status,
-    body, error)` callback of one attempt: an answer that means "stored" (a 2xx; a 422 to a
-    payment pinned to that processor, whose earlier attempt stored it) goes to that processor's
+    """Files the answers to payment attempts. The `AttemptCall` that `attempt` returns is the
+    `done(status, body, error)` callback of that attempt: an answer that means "stored" (a 2xx;
+    a 422 to a payment pinned to that processor, whose earlier attempt stored it) goes to that
+    processor's
     ledger under `payment.requested_at_ms`, to the journal (STORED) and to `processor.end_call`,
     and `wake()` is called if a payment is queued (`fresh` or `pinned`); any other outcome goes
     to `others(payment, processor, status, body, error)`. Compiled, the stored case runs without
@@ -612,8 +613,6 @@ class AttemptFiler:
         wake: Callable[[], None],
         heads: Sequence[bytes],
     ) -> None: ...
-    def call(self, payment: Payment, processor: ProcessorState) -> AttemptCall:
-        """The `done` callback of one attempt of `payment` at `processor`."""
     def attempt(self, payment: Payment, p: ProcessorState, now: int) -> AttemptCall:
         """One attempt of `payment` at `p` leaves at `now` (epoch ms): journaled (ATTEMPT, under
         requestedAt = now) unless the payment is pinned to `p`, whose identical request was

@@ -2710,7 +2710,8 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 cdef enum:
-    # how a call ended, as evidence about the processor (rinha.processors has the same names)
+    # how a call ended, as evidence about the processor (exported below; rinha.processors
+    # re-exports them)
     _STORED = 0  # the payment is in its books: counted as processed
     _ANSWERED = 1  # an answer that stored nothing new (a 422 duplicate; a lookup's 404)
     _FAILED = 2  # an error status, a timeout or a lost connection
@@ -2908,20 +2909,15 @@ cdef class AttemptFiler:
         self._others = others
         self._wake = wake
 
-    def call(self, Payment payment not None, ProcessorState processor not None):
-        cdef AttemptCall call = AttemptCall.__new__(AttemptCall)
-        call._filer = self
-        call._payment = payment
-        call._processor = processor
-        return call
-
     def attempt(self, Payment payment not None, ProcessorState p not None, int64_t now):
-        cdef AttemptCall call
+        cdef AttemptCall call = AttemptCall.__new__(AttemptCall)
         if payment.pinned != p.index:  # pinned: the identical request, already journaled
             payment.requested_at_ms = now
             self._journal.append_c(2, payment.raw, payment.cents, p.index, now)
         p.start_call_c(payment, now)  # a payment has one attempt out at most
-        call = self.call(payment, p)
+        call._filer = self
+        call._payment = payment
+        call._processor = p
         # the same (id, cents, requestedAt) always give the same bytes
         call.request = _payment_request(
             self._default_head if p.index == 0 else self._fallback_head,

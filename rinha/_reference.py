@@ -1682,15 +1682,12 @@ class AttemptFiler:
         self._others = others
         self._wake = wake
 
-    def call(self, payment: Payment, processor: ProcessorState) -> AttemptCall:
-        return AttemptCall(self, payment, processor)
-
     def attempt(self, payment: Payment, p: ProcessorState, now: int) -> AttemptCall:
         if payment.pinned != p.index:  # pinned: the identical request, already journaled
             payment.requested_at_ms = now
             self._journal.attempt(payment.correlation_id, payment.cents, p.index, now)
         p.start_call(payment, now)  # a payment has one attempt out at most
-        call = self.call(payment, p)
+        call = AttemptCall(self, payment, p)
         # the same (id, cents, requestedAt) always give the same bytes
         call.request = payment_request(
             self._heads[p.index], payment.correlation_id, payment.cents, payment.requested_at_ms
