@@ -12,7 +12,8 @@ dir=$(cd "${1:?usage: $0 DIR [on|off] [MODE ...]}" && pwd)
 intake=${2:-on}
 shift $(($# < 2 ? $# : 2))
 modes=("${@:-all}")
-py=${PYTHON:-$(command -v python3)}
+py=$(command -v "${PYTHON:-python3}")
+py=$(cd "$(dirname "$py")" && pwd)/$(basename "$py")  # absolute: the runs cd into DIR
 harness=$(cd "$(dirname "$0")" && pwd)/payment_path.py
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

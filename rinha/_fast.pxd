@@ -123,6 +123,39 @@ cdef class PaymentIntake:
     cdef public Py_ssize_t duplicates
     cdef public Py_ssize_t refused_full  # 503: backlog or id table full, journal write failed
 
+    cdef object feed_c(self, bytes data, Py_ssize_t room, Py_ssize_t* used, Py_ssize_t* taken)
+
+
+cdef class DispatcherCore:
+    # the hot half of rinha.dispatcher.Dispatcher (the Python subclass has the pump and every
+    # decision): what is queued, an arrival, and when the pump runs next
+    cdef public object fresh  # PaymentQueue: accepted, never attempted or known not stored
+    cdef public tuple pinned  # (deque, deque) of Payment, per processor index
+    cdef public object _pacing  # CatchUp
+    cdef public object _loop  # the event loop, once the first wake has seen it
+    cdef public object _pump_timer  # TimerHandle of the pump's next run, or None
+    cdef public double _pump_at  # loop time the pump is due (valid while _pump_timer is set)
+    cdef public double _tick_s  # the dispatch tick, s
+    cdef public bint _closed  # no more pumps
+
+    cdef Py_ssize_t backlog_c(self) except -1
+    cdef int arrived_c(self, Py_ssize_t n) except -1
+    cdef int wake_c(self, double delay_s) except -1
+
+
+cdef class ProtocolCore:
+    # the hot half of rinha.protocol.HttpProtocol (the Python subclass has httptools, the routes,
+    # the timeouts and the writing): bytes in, at a request boundary through the intake
+    cdef public object transport
+    cdef public bint closing  # read nothing more
+    cdef public double started  # loop time of the current request's first byte; 0.0: none
+    cdef public double idle_since  # loop time the last request (or deferred answer) ended
+    cdef public object pending  # deque: answers waiting for an earlier deferred one
+    cdef public object watch  # rinha.protocol._Watch: its now_s is the coarse clock
+    cdef public object intake  # PaymentIntake, or None (httptools alone)
+    cdef public object dispatcher  # DispatcherCore (or any with backlog and arrived)
+    cdef public Py_ssize_t max_backlog  # payments queued per instance at most
+
 
 @cython.final
 cdef class ResponseReader:

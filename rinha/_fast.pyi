@@ -29,6 +29,7 @@ __all__ = [
     "AttemptCall",
     "AttemptFiler",
     "CatchUp",
+    "DispatcherCore",
     "ProcessorState",
     "Connection",
     "IdSet",
@@ -38,6 +39,7 @@ __all__ = [
     "PaymentIntake",
     "PaymentQueue",
     "PoolCore",
+    "ProtocolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -473,6 +475,57 @@ class PaymentIntake:
         answers: tuple[bytes, bytes, bytes, bytes, bytes],
     ) -> None: ...
     def feed(self, data: bytes, room: int) -> tuple[int, bytes, int]: ...
+
+class DispatcherCore:
+    """The hot half of the dispatcher: `rinha.dispatcher.Dispatcher` is its Python subclass, which
+    has the pump (`_pump`, the hook `_wake` schedules) and every decision. This half is what an
+    arrival touches: the backlog's size, `arrived(n)` and the pump's timer.
+    Compiled: a `ProtocolCore` reads the backlog and reports arrivals without a Python frame."""
+
+    fresh: PaymentQueue  # accepted, never attempted or known not stored
+    pinned: tuple[deque[Payment], deque[Payment]]  # per processor index
+    _pacing: CatchUp
+    _loop: asyncio.AbstractEventLoop | None  # once the first wake has seen it
+    _pump_timer: asyncio.TimerHandle | None  # the pump's next run
+    _pump_at: float  # loop time the pump is due (valid while _pump_timer is set)
+    _tick_s: float  # the dispatch tick, s
+    _closed: bool  # no more pumps
+
+    def __init__(self) -> None: ...
+    @property
+    def backlog(self) -> int:
+        """Payments queued: fresh and pinned."""
+    def arrived(self, n: int) -> None:
+        """`n` payments were queued on `fresh`: counted for the pace, and the pump runs within a
+        tick."""
+    def _wake(self, delay_s: float | None = None) -> None:
+        """Run `_pump` within `delay_s` (default: one tick): an earlier timer stands, a later one
+        is moved up. Nothing once `_closed`."""
+
+class ProtocolCore:
+    """The hot half of the clients' HTTP protocol: `rinha.protocol.HttpProtocol` is its Python
+    subclass, which has `_parse(data)` (httptools, the routes, every error answer) and the rest
+    of the connection's life.
+
+    `data_received(data)`: when the connection has an `intake` and is at a request boundary with
+    no answer owed, the intake takes the plain `POST /payments` at the start of `data` with room
+    for `max_backlog` minus the dispatcher's backlog, their answers are written and the
+    dispatcher told of the payments queued; what is left goes to `_parse`.
+    Compiled: with a compiled intake and dispatcher, a plain POST runs no Python frame from the
+    bytes in to the 202 out and the pump's timer set."""
+
+    transport: asyncio.Transport | None
+    closing: bool  # read nothing more
+    started: float  # loop time of the current request's first byte; 0.0: none
+    idle_since: float  # loop time the last request (or deferred answer) ended
+    pending: deque[Any]  # answers waiting for an earlier deferred one
+    watch: Any  # rinha.protocol._Watch: its now_s is the coarse clock
+    intake: PaymentIntake | None  # None: httptools alone
+    dispatcher: DispatcherCore
+    max_backlog: int  # payments queued per instance at most
+
+    def __init__(self) -> None: ...
+    def data_received(self, data: bytes) -> None: ...
 
 class ResponseReader:
     """A processor's (or a peer's) answer framed without the general HTTP parser, one at a time

@@ -80,12 +80,14 @@ __all__ = [
     "AttemptCall",
     "AttemptFiler",
     "CatchUp",
+    "DispatcherCore",
     "ProcessorState",
     "Connection",
     "Payment",
     "PaymentIntake",
     "PaymentQueue",
     "PoolCore",
+    "ProtocolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -2552,6 +2554,12 @@ cdef class PaymentIntake:
         self.refused_full = 0
 
     def feed(self, bytes data not None, Py_ssize_t room):
+        cdef Py_ssize_t used = 0, taken = 0
+        answers = self.feed_c(data, room, &used, &taken)
+        return used, answers, taken
+
+    cdef object feed_c(self, bytes data, Py_ssize_t room, Py_ssize_t* used, Py_ssize_t* taken):
+        """The answers; *used: bytes taken from data, *taken: payments queued."""
         cdef cstr start = <cstr>PyBytes_AS_STRING(data)
         cdef cstr end = start + PyBytes_GET_SIZE(data)
         cdef cstr p = start
@@ -2561,11 +2569,12 @@ cdef class PaymentIntake:
         cdef unsigned char raw[16]
         cdef int64_t cents
         cdef int claim
-        cdef Py_ssize_t taken = 0
         cdef object answer, out = None
         cdef list parts = None
+        used[0] = 0
+        taken[0] = 0
         if self._ids._map == NULL or self._journal._fd < 0:
-            return 0, b"", 0  # closed (shutdown): the general path answers
+            return b""  # closed (shutdown): the general path answers
         while p < end:
             n = _frame_post(p, end, self._max_body, &body, &body_len)
             if n == 0:
@@ -2585,7 +2594,7 @@ cdef class PaymentIntake:
                 if claim == _CLAIM_NEW:
                     self._queue.push_c(raw, cents)
                     self.accepted += 1
-                    taken += 1
+                    taken[0] += 1
                     room -= 1
                     answer = self._accepted_answer
                 elif claim == _CLAIM_CONFLICT:
@@ -2606,7 +2615,108 @@ cdef class PaymentIntake:
                 parts.append(answer)
         if parts is not None:
             out = b"".join(parts)
-        return p - start, (b"" if out is None else out), taken
+        used[0] = p - start
+        return b"" if out is None else out
+
+
+# -- the clients' connections and the pump's clock: a plain POST with no Python frame -----------
+
+cdef class DispatcherCore:
+    """The hot half of rinha.dispatcher.Dispatcher (see _fast.pyi): the Python subclass has the
+    pump (`_pump`) and every decision."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.fresh = None
+        self.pinned = (deque(), deque())
+        self._pacing = None
+        self._loop = None
+        self._pump_timer = None
+        self._pump_at = 0.0
+        self._tick_s = 0.0
+        self._closed = False
+
+    @property
+    def backlog(self):
+        return self.backlog_c()
+
+    cdef Py_ssize_t backlog_c(self) except -1:
+        cdef object fresh = self.fresh
+        cdef Py_ssize_t n = (<PaymentQueue>fresh)._len if type(fresh) is PaymentQueue else len(fresh)
+        return n + len(self.pinned[0]) + len(self.pinned[1])
+
+    def arrived(self, Py_ssize_t n):
+        self.arrived_c(n)
+
+    cdef int arrived_c(self, Py_ssize_t n) except -1:
+        if type(self._pacing) is CatchUp:
+            (<CatchUp>self._pacing).arrived += n
+        else:
+            self._pacing.arrive(n)
+        return self.wake_c(self._tick_s)
+
+    def _wake(self, delay_s=None):
+        self.wake_c(self._tick_s if delay_s is None else <double>delay_s)
+
+    cdef int wake_c(self, double delay_s) except -1:
+        cdef double at
+        if self._closed:
+            return 0
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        at = loop.time() + delay_s
+        if self._pump_timer is not None:
+            if self._pump_at <= at:
+                return 0
+            self._pump_timer.cancel()
+        self._pump_at = at
+        self._pump_timer = loop.call_later(delay_s, self._pump)  # call_at would add a time()
+        return 0
+
+
+cdef class ProtocolCore:
+    """The hot half of rinha.protocol.HttpProtocol (see _fast.pyi): `data_received`. The
+    Python subclass has `_parse` (httptools) and the rest of the connection's life."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.transport = None
+        self.closing = False
+        self.started = 0.0
+        self.idle_since = 0.0
+        self.pending = deque()
+        self.watch = None
+        self.intake = None
+        self.dispatcher = None
+        self.max_backlog = 0
+
+    def data_received(self, data):
+        cdef Py_ssize_t used = 0, taken = 0, room
+        cdef object dispatcher, answers
+        if self.closing:
+            return
+        if self.intake is not None and self.started == 0.0 and not self.pending:
+            # at a request boundary with nothing owed: the plain POSTs at the start, in C
+            dispatcher = self.dispatcher
+            if isinstance(dispatcher, DispatcherCore):
+                room = self.max_backlog - (<DispatcherCore>dispatcher).backlog_c()
+            else:
+                room = self.max_backlog - dispatcher.backlog
+            if type(self.intake) is PaymentIntake and type(data) is bytes:
+                answers = (<PaymentIntake>self.intake).feed_c(data, room, &used, &taken)
+            else:
+                used, answers, taken = self.intake.feed(data, room)
+            if used:
+                self.transport.write(answers)
+                if taken:
+                    if isinstance(dispatcher, DispatcherCore):
+                        (<DispatcherCore>dispatcher).arrived_c(taken)
+                    else:
+                        dispatcher.arrived(taken)
+                if used == len(data):
+                    self.idle_since = self.watch.now_s
+                    return
+                data = data[used:]
+        self._parse(data)
 
 
 # -- a processor's answer framed in C ------------------------------------------------------------

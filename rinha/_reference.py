@@ -76,12 +76,14 @@ __all__ = [
     "AttemptCall",
     "AttemptFiler",
     "CatchUp",
+    "DispatcherCore",
     "ProcessorState",
     "Connection",
     "Payment",
     "PaymentIntake",
     "PaymentQueue",
     "PoolCore",
+    "ProtocolCore",
     "ResponseReader",
     "SharedIdSet",
     "iso_to_ms",
@@ -1390,6 +1392,94 @@ class PaymentIntake:
             p += n
             answers.append(answer)
         return p, b"".join(answers), taken
+
+
+# -- the clients' connections and the pump's clock ------------------------------------------------
+
+
+class DispatcherCore:
+    """The hot half of rinha.dispatcher.Dispatcher (see _fast.pyi): what is queued, an arrival,
+    and when the pump runs next. The Python subclass has the pump (`_pump`) and every decision."""
+
+    fresh: Any  # PaymentQueue: accepted, never attempted or known not stored
+    _pacing: Any  # CatchUp
+    _pump: Callable[[], None]  # the subclass's
+
+    def __init__(self) -> None:
+        self.pinned: tuple[deque[Any], deque[Any]] = (deque(), deque())  # per processor index
+        self._loop: asyncio.AbstractEventLoop | None = None  # once the first wake has seen it
+        self._pump_timer: asyncio.TimerHandle | None = None
+        self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
+        self._tick_s = 0.0  # the dispatch tick, s
+        self._closed = False  # no more pumps
+
+    @property
+    def backlog(self) -> int:
+        return len(self.fresh) + len(self.pinned[0]) + len(self.pinned[1])
+
+    def arrived(self, n: int) -> None:
+        self._pacing.arrive(n)
+        self._wake()
+
+    def _wake(self, delay_s: float | None = None) -> None:
+        if self._closed:
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        delay_s = self._tick_s if delay_s is None else delay_s
+        at = loop.time() + delay_s
+        if self._pump_timer is not None:
+            if self._pump_at <= at:
+                return
+            self._pump_timer.cancel()
+        self._pump_at = at
+        self._pump_timer = loop.call_later(delay_s, self._pump)  # call_at would add a time()
+
+
+class ProtocolCore:
+    """The hot half of rinha.protocol.HttpProtocol (see _fast.pyi): `data_received`. The Python
+    subclass has `_parse` (httptools) and the rest of the connection's life."""
+
+    __slots__ = (
+        "transport",
+        "closing",
+        "started",
+        "idle_since",
+        "pending",
+        "watch",
+        "intake",
+        "dispatcher",
+        "max_backlog",
+    )
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.closing = False  # read nothing more
+        self.started = 0.0  # loop time of the current request's first byte; 0.0: none
+        self.idle_since = 0.0  # loop time the last request (or deferred answer) ended
+        self.pending: deque[Any] = deque()  # answers waiting for an earlier deferred one
+        self.watch: Any = None  # rinha.protocol._Watch: its now_s is the coarse clock
+        self.intake: Any = None  # PaymentIntake, or None (httptools alone)
+        self.dispatcher: Any = None  # DispatcherCore (or any with backlog and arrived)
+        self.max_backlog = 0  # payments queued per instance at most
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self.intake is not None and not self.started and not self.pending:
+            # at a request boundary with nothing owed: the plain POSTs at the start
+            dispatcher = self.dispatcher
+            used, answers, taken = self.intake.feed(data, self.max_backlog - dispatcher.backlog)
+            if used:
+                self.transport.write(answers)
+                if taken:
+                    dispatcher.arrived(taken)
+                if used == len(data):
+                    self.idle_since = self.watch.now_s
+                    return
+                data = data[used:]
+        self._parse(data)  # type: ignore[attr-defined]
 
 
 # -- a processor's answer framed without the general parser ---------------------------------------

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .fast import J_ACCEPT, J_ATTEMPT, Payment, PaymentQueue
+from .fast import J_ACCEPT, J_ATTEMPT, DispatcherCore, Payment, PaymentQueue
 from .http_client import ConnectFailed, OutcomeUnknown, build_request
 from .pacing import catch_up
 from .processors import (
@@ -51,7 +50,10 @@ log = logging.getLogger("rinha.dispatcher")
 COMPACT_MIN_BYTES = 64 << 20  # the journal is rewritten once past this and twice its last size
 
 
-class Dispatcher:
+class Dispatcher(DispatcherCore):
+    """The queue, the pump and the outcomes. Its hot half (`DispatcherCore`, compiled in
+    rinha._fast) has the backlog's size, `arrived` and `_wake`: what a request touches."""
+
     def __init__(
         self,
         config: Config,
@@ -61,6 +63,7 @@ class Dispatcher:
         journal: Journal,
         fresh: PaymentQueue | None = None,
     ) -> None:
+        super().__init__()  # DispatcherCore: pinned, the pump's timer and loop, not closed
         self.config = config
         self.processors = processors
         self.ledgers = ledgers  # per processor index
@@ -69,8 +72,7 @@ class Dispatcher:
         self._compact_at = max(COMPACT_MIN_BYTES, 2 * journal.size)  # journal bytes
         self._lookups: set[Payment] = set()  # pinned payments being looked up
         # accepted, never attempted or known not stored: routed by choose_processor
-        self.fresh: PaymentQueue = fast.PaymentQueue() if fresh is None else fresh
-        self.pinned: tuple[deque[Payment], deque[Payment]] = (deque(), deque())
+        self.fresh = fast.PaymentQueue() if fresh is None else fresh
         self.retries = 0
         self.processor_duplicates = 0  # 422 on a first attempt: a client re-sent an id
         self.dropped = 0  # rejected by a processor for good (4xx other than 422/429)
@@ -78,10 +80,6 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()  # settle lookups out (rare: awaited)
         self._timeout_s = config.call_timeout_ms / 1000
         self._tick_s = config.dispatch_tick_ms / 1000
-        self._pump_timer: asyncio.TimerHandle | None = None
-        self._pump_at = 0.0  # loop time the pump is due (valid while _pump_timer is set)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
         self._pacing = catch_up(config)  # new arrivals go out at once, a backlog at a pace
         # files each attempt's answer: "stored" in C, every other outcome via _attempt_done
         self._filer = fast.AttemptFiler(
@@ -99,20 +97,11 @@ class Dispatcher:
         self.fresh.push(correlation_id, cents)
         self.arrived(1)
 
-    def arrived(self, n: int) -> None:
-        """`n` payments were queued on `fresh` (by `submit`, or by the intake in C)."""
-        self._pacing.arrive(n)
-        self._wake()
-
     @property
     def in_flight(self) -> int:
         """Calls out now: payment attempts and settle lookups, to either processor."""
         d, f = self.processors
         return d.in_flight + f.in_flight
-
-    @property
-    def backlog(self) -> int:
-        return len(self.fresh) + len(self.pinned[0]) + len(self.pinned[1])
 
     def clear(self) -> None:
         """Drop what is queued (purge); calls in flight still finish and are recorded."""
@@ -174,29 +163,14 @@ class Dispatcher:
         """Pump on the next tick (recovered payments wait for no arrival)."""
         self._wake()
 
-    def _wake(self, delay_s: float | None = None) -> None:
-        """Run the pump within `delay_s` (default: one dispatch tick).
-
-        Payments are sent in small batches, once per tick, rather than one by one as they
-        arrive: every processor answer wakes this process, and fewer, grouped wake-ups
-        leave the event loop free for the clients (docs/PERFORMANCE.md, "Why the code is so").
-        """
-        if self._closed:
-            return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        delay_s = self._tick_s if delay_s is None else delay_s
-        at = loop.time() + delay_s
-        if self._pump_timer is not None:
-            if self._pump_at <= at:
-                return
-            self._pump_timer.cancel()
-        self._pump_at = at
-        self._pump_timer = loop.call_later(delay_s, self._pump)  # call_at would add a time()
-
     def _pump(self) -> None:
-        """Start the calls that routing, capacity and pacing allow, a bounded number per tick."""
+        """Start the calls that routing, capacity and pacing allow, a bounded number per tick.
+
+        `_wake` (DispatcherCore) schedules it. Payments are sent in small batches, once per tick,
+        rather than one by one as they arrive: every processor answer wakes this process, and
+        fewer, grouped wake-ups leave the event loop free for the clients (docs/PERFORMANCE.md,
+        "Why the code is so").
+        """
         self._pump_timer = None
         config = self.config
         now = now_ms()

@@ -1,12 +1,14 @@
 """HTTP/1.1 server protocol: asyncio.Protocol + httptools callbacks -> routes -> transport.write.
 
-At a request boundary, received bytes go first to the compiled intake (`App.intake`, given only
-on the clients' listener): it answers the whole, plain `POST /payments` requests at their start
-in C, and what it leaves (any other request, anything unusual) goes to httptools as before.
+`data_received` is compiled (`ProtocolCore`, the base class): at a request boundary, received
+bytes go first to the compiled intake (`App.intake`, given only on the clients' listener), which
+answers the whole, plain `POST /payments` requests at their start in C; what it leaves (any
+other request, anything unusual) goes to `_parse`, httptools, as before. A plain POST runs no
+Python frame from its bytes in to its 202 out.
 
 Keep-alive and pipelining: responses leave in request order. Most handlers answer at once
 with bytes; a handler that must wait (cluster summary) returns an awaitable, and answers
-queued behind it wait their turn in `_pending`.
+queued behind it wait their turn in `pending`.
 
 Timeouts (RINHA_HEADER_TIMEOUT_MS, RINHA_IDLE_TIMEOUT_MS) cost no timer per request or per
 connection: the open connections of an event loop sit in one `_Watch`, whose one periodic
@@ -25,7 +27,7 @@ import httptools
 
 from .answers import NOT_FOUND, UNAUTHORIZED, error
 from .app import App
-from .fast import PaymentIntake
+from .fast import PaymentIntake, ProtocolCore
 from .routes import (
     METHOD_NOT_ALLOWED,
     ROUTES,
@@ -113,27 +115,23 @@ def _watch_for(loop: asyncio.AbstractEventLoop) -> _Watch:
     return watch
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(ProtocolCore, asyncio.Protocol):
+    """One client connection. Its hot half, `data_received` (ProtocolCore, compiled in
+    rinha._fast), hands the plain POSTs to the intake and the rest to `_parse`; the connection's
+    state that both halves read (transport, closing, started, idle_since, pending, watch,
+    intake, dispatcher, max_backlog) is declared there."""
+
     __slots__ = (
         "app",
         "routes",
         "not_allowed",
-        "transport",
         "parser",
         "url",
         "body",
         "header_bytes",
         "body_bytes",
-        "pending",
-        "closing",
-        "watch",
-        "started",
-        "idle_since",
         "closing_since",
         "token",
-        "intake",
-        "dispatcher",
-        "max_backlog",
     )
 
     def __init__(
@@ -145,6 +143,7 @@ class HttpProtocol(asyncio.Protocol):
     ) -> None:
         """`routes`: path -> {method: handler} of this listener; `not_allowed`: path -> its
         prebuilt 405 answer; `intake`: answers POST /payments in C (None: httptools alone)."""
+        super().__init__()
         self.app = app
         self.routes = routes
         self.not_allowed = not_allowed
@@ -178,21 +177,9 @@ class HttpProtocol(asyncio.Protocol):
         watch.add(self, _sweep_period(self.app.config))
         self.idle_since = watch.now_s
 
-    def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
-        if self.intake is not None and not self.started and not self.pending:
-            # at a request boundary with nothing owed: the plain POSTs at the start, in C
-            dispatcher = self.dispatcher
-            used, answers, accepted = self.intake.feed(data, self.max_backlog - dispatcher.backlog)
-            if used:
-                self.transport.write(answers)  # type: ignore[union-attr]
-                if accepted:
-                    dispatcher.arrived(accepted)
-                if used == len(data):
-                    self.idle_since = self.watch.now_s  # type: ignore[union-attr]
-                    return
-                data = data[used:]
+    # data_received(data) is ProtocolCore's: the intake first, then what it leaves here
+    def _parse(self, data: bytes) -> None:
+        """Bytes the intake did not take (or all, without one): httptools and the routes."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:

@@ -3,13 +3,21 @@ what it takes, what it leaves to the general parser, and that both implementatio
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import uuid
 from types import ModuleType
 
 import pytest
+import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import rinha
+from rinha.app import App
+from rinha.config import Config
+from rinha.protocol import HttpProtocol
 
 ANSWERS = (b"<202>", b"<409>", b"<422>", b"<503 ids>", b"<503 backlog>")
 ACCEPTED, DUPLICATE, MISMATCH, IDS_FULL, BACKLOG_FULL = ANSWERS
@@ -185,3 +193,48 @@ def test_compiled_and_reference_take_the_same_bytes_and_answer_the_same(
         finally:
             made.close()
     assert results[0] == results[1]
+
+
+# -- the compiled connection: a plain POST from bytes in to 202 out without a Python frame --------
+
+
+class CTransport:
+    """Records what is written with C-builtin methods, as a uvloop transport's are: the test
+    sees the protocol's frames, not its own."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.write = self.data.extend
+        self.get_extra_info = {}.get  # get_extra_info("socket") -> None
+
+
+async def test_a_plain_post_runs_no_python_frame_in_the_compiled_build(compiled, tmp_path):
+    if not issubclass(HttpProtocol, compiled.ProtocolCore):
+        pytest.skip("RINHA_NO_EXTENSIONS=1: the protocol's base is the reference")
+    app = App(Config(data_dir=str(tmp_path), dispatch_tick_ms=3_600_000, max_ids=1000), compiled)
+    protocol = HttpProtocol(app, intake=app.intake)
+    transport = CTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    requests = [post(body(uid(n))) for n in range(3)]
+    package = os.path.dirname(rinha.__file__)
+    frames: list[str] = []
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event == "call":
+            frames.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        for request in requests:  # the first sets the pump's timer, the others find it set
+            protocol.data_received(request)
+    finally:
+        sys.setprofile(None)
+    try:
+        assert bytes(transport.data).count(b"HTTP/1.1 202 ") == 3
+        assert app.dispatcher.backlog == 3 and app.dispatcher._pump_timer is not None
+        if isinstance(asyncio.get_running_loop(), uvloop.Loop):
+            assert frames == []  # the timer too: uvloop's call_later and time() are compiled
+        else:  # the stdlib loop's time() and call_later() are Python; rinha's code is not
+            assert [f for f in frames if f.startswith(package)] == []
+    finally:
+        await app.close()

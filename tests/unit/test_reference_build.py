@@ -1,6 +1,7 @@
-"""The service's call path on the pure-Python reference (RINHA_NO_EXTENSIONS=1): the pool, the
-connection, the processor's state and the filing of answers run on the twins in rinha._reference,
-and their suites pass there too (the rest of the suite runs them compiled)."""
+"""The service on the pure-Python reference (RINHA_NO_EXTENSIONS=1): the clients' protocol and
+the dispatcher's hot halves, the pool, the connection, the processor's state and the filing of
+answers run on the twins in rinha._reference, and their suites pass there too (the rest of the
+suite runs them compiled)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = [
+    "tests/unit/test_protocol.py",
+    "tests/unit/test_protocol_timeouts.py",
+    "tests/unit/test_intake.py",
     "tests/unit/test_http_client.py",
     "tests/unit/test_http_pool_limits.py",
     "tests/unit/test_dispatcher.py",
@@ -24,7 +28,9 @@ def _reference_env() -> dict[str, str]:
 
 def test_the_reference_build_puts_the_twins_under_the_service() -> None:
     code = (
-        "from rinha import _reference, http_client, processors\n"
+        "from rinha import _reference, dispatcher, http_client, processors, protocol\n"
+        "assert issubclass(protocol.HttpProtocol, _reference.ProtocolCore)\n"
+        "assert issubclass(dispatcher.Dispatcher, _reference.DispatcherCore)\n"
         "assert issubclass(http_client.HttpPool, _reference.PoolCore)\n"
         "assert http_client.Connection is _reference.Connection\n"
         "assert issubclass(processors.Processor, _reference.ProcessorState)\n"
