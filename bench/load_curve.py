@@ -12,6 +12,12 @@ table and, per variant, the first rate whose p99 passes --p99-ms.
 
     python bench/load_curve.py --variant new=. --variant old=/tmp/wt-old --floor \\
         [--rates 1000,2000,3000,4000,5000,6000] [--duration 15s] [--out /tmp/curve]
+
+On this VM the first variant run at each rate tends to be the slower one, whatever its code:
+run passes in both orders (`--variant` order) and merge them, each point the median of its
+passes' p50, p99 and CPU:
+
+    python bench/load_curve.py --combine /tmp/curve-a /tmp/curve-b ... --out /tmp/curve
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +95,47 @@ def plot(points: list[dict], path: Path, limit_ms: float) -> None:
     fig.savefig(path, dpi=110)
 
 
+def combine(dirs: list[str]) -> list[dict]:
+    """Each (variant, rate) of the passes in `dirs` (their curve.json): the median of its runs."""
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for directory in dirs:
+        for point in json.loads((Path(directory) / "curve.json").read_text()):
+            if "p99_ms" in point:
+                runs.setdefault((point["variant"], point["rate"]), []).append(point)
+    merged = []
+    for (name, rate), mine in runs.items():
+        point = {"variant": name, "rate": rate, "passes": len(mine)}
+        for key in ("p50_ms", "p99_ms", "cpu_s"):
+            point[key] = statistics.median(p[key] for p in mine)
+        point["failed"] = sum(p["failed"] for p in mine)
+        point["sent"] = sum(p["sent"] for p in mine)
+        steals = [p["steal"] for p in mine if p.get("steal") is not None]
+        point["steal"] = max(steals) if steals else None
+        merged.append(point)
+    return merged
+
+
+def report(points: list[dict], names: list[str], args: argparse.Namespace) -> None:
+    """Writes curve.json and curve.png into --out and prints where each p99 passes --p99-ms."""
+    (Path(args.out) / "curve.json").write_text(json.dumps(points, indent=1))
+    for name in names:
+        rate = first_over([p for p in points if p["variant"] == name], args.p99_ms)
+        where = f"{rate}/s" if rate else "none of the rates"
+        print(f"{name}: p99 first over {args.p99_ms:g} ms at {where}")
+    plot(points, Path(args.out) / "curve.png", args.p99_ms)
+
+
+def print_point(point: dict) -> None:
+    steal = "" if point["steal"] is None else f", steal {100 * point['steal']:.1f} %"
+    passes = f" (median of {point['passes']})" if "passes" in point else ""
+    print(
+        f"{point['rate']:>5}/s {point['variant']:>8}: p50 {point['p50_ms']:6.2f} ms, "
+        f"p99 {point['p99_ms']:7.2f} ms, backend {point['cpu_s']:5.1f} CPU-s, "
+        f"{point['failed']} failed of {point['sent']}{steal}{passes}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=PATH")
@@ -96,11 +144,20 @@ def main() -> None:
     parser.add_argument("--duration", default="15s", help="each point's stress (default: 15s)")
     parser.add_argument("--p99-ms", type=float, default=5.0)
     parser.add_argument("--out", default="/tmp/rinha-curve")
+    parser.add_argument("--combine", nargs="+", metavar="DIR", help="merge earlier passes' --out")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        points = sorted(combine(args.combine), key=lambda p: p["rate"])
+        names = list(dict.fromkeys(p["variant"] for p in points))
+        points.sort(key=lambda p: (p["rate"], names.index(p["variant"])))
+        for point in points:
+            print_point(point)
+        report(points, names, args)
+        return
     variants = [(*v.split("=", 1), False) for v in args.variant] or [("current", ".", False)]
     if args.floor:
         variants.append(("floor", ".", True))
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     points: list[dict] = []
     for rate in (int(r) for r in args.rates.split(",")):
         for name, path, floor in variants:
@@ -108,20 +165,9 @@ def main() -> None:
             points.append(point)
             if "error" in point:
                 print(f"{rate:>5}/s {name:>8}: failed: {point['error']}", flush=True)
-                continue
-            steal = "" if point["steal"] is None else f", steal {100 * point['steal']:.1f} %"
-            print(
-                f"{rate:>5}/s {name:>8}: p50 {point['p50_ms']:6.2f} ms, "
-                f"p99 {point['p99_ms']:7.2f} ms, backend {point['cpu_s']:5.1f} CPU-s, "
-                f"{point['failed']} failed of {point['sent']}{steal}",
-                flush=True,
-            )
-    (Path(args.out) / "curve.json").write_text(json.dumps(points, indent=1))
-    for name, _, _ in variants:
-        rate = first_over([p for p in points if p["variant"] == name], args.p99_ms)
-        where = f"{rate}/s" if rate else "none of the rates"
-        print(f"{name}: p99 first over {args.p99_ms:g} ms at {where}")
-    plot(points, Path(args.out) / "curve.png", args.p99_ms)
+            else:
+                print_point(point)
+    report(points, [name for name, _, _ in variants], args)
 
 
 if __name__ == "__main__":

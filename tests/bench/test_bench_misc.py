@@ -102,3 +102,35 @@ def test_steal_per_bucket_puts_each_interval_in_the_bucket_of_its_later_reading(
     # bucket 0: (5 + 0) of (100 + 100); bucket 1: 40 of 100; bucket 2: nothing read
     assert shares == [0.025, 0.4, None]
     assert steal_per_bucket([], 0.0, 1.0, 2) == [None, None]
+
+
+def test_load_curve_passes_merge_into_their_median_per_point(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "load_curve.py"
+    spec = importlib.util.spec_from_file_location("load_curve", path)
+    assert spec is not None and spec.loader is not None
+    load_curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load_curve)
+
+    def point(variant: str, rate: int, p99: float, steal: float | None = 0.0) -> dict:
+        return {"variant": variant, "rate": rate, "p50_ms": p99 / 10, "p99_ms": p99,
+                "cpu_s": p99 / 2, "sent": rate, "failed": 0, "steal": steal}  # fmt: skip
+
+    passes = [
+        [point("new", 1000, 1.0), point("new", 2000, 9.0), point("floor", 1000, 0.5)],
+        [point("new", 1000, 3.0), point("new", 2000, 4.0), {"variant": "new", "rate": 3000}],
+        [point("new", 1000, 2.0, steal=0.02), point("new", 2000, 6.0, steal=None)],
+    ]
+    for n, points in enumerate(passes):
+        (tmp_path / str(n)).mkdir()
+        (tmp_path / str(n) / "curve.json").write_text(json.dumps(points))
+    merged = load_curve.combine([str(tmp_path / str(n)) for n in range(3)])
+    by_point = {(p["variant"], p["rate"]): p for p in merged}
+    assert set(by_point) == {("new", 1000), ("new", 2000), ("floor", 1000)}  # failed runs left out
+    new_1000 = by_point[("new", 1000)]
+    assert (new_1000["p99_ms"], new_1000["p50_ms"], new_1000["cpu_s"]) == (2.0, 0.2, 1.0)
+    assert (new_1000["passes"], new_1000["sent"], new_1000["steal"]) == (3, 3000, 0.02)
+    assert by_point[("new", 2000)]["p99_ms"] == 6.0 and by_point[("floor", 1000)]["passes"] == 1
+    assert load_curve.first_over([p for p in merged if p["variant"] == "new"], 5.0) == 2000
