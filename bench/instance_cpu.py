@@ -17,9 +17,12 @@ meanwhile:
 A variant is `NAME=PATH[:VAR=value,...]`: the instance runs with PYTHONPATH=PATH (a git
 worktree with its extension built in place, or `.`) and those settings; `wait=0` does not
 wait for the backlog (processors unreachable). `--floor` adds the bench's no-op upstream
-(rinha.tools.bench.noop): receiving and answering, nothing else. Variants alternate `--rounds`
-times; medians last. `--wrap 'valgrind --tool=callgrind ...'` runs the instance under a
-tool (counts instructions, whatever the neighbours do; the times are then meaningless).
+(rinha.tools.bench.noop): receiving and answering, nothing else. Each run has a fresh journal
+in a temp dir and a fresh id table on tmpfs (/dev/shm), where `rinha up` and Compose put it;
+`RINHA_IDS_PATH=` (empty) in a variant puts the table beside the journal, on disk, as a bare
+`rinha serve` does. Variants alternate `--rounds` times; medians last. `--wrap 'valgrind
+--tool=callgrind ...'` runs the instance under a tool (counts instructions, whatever the
+neighbours do; the times are then meaningless).
 
     python bench/instance_cpu.py --variant new=. --variant old=/tmp/wt-old --floor \\
         [--rate 500] [--seconds 20] [--connections 64] [--rounds 3]
@@ -42,6 +45,7 @@ from payment_path import nginx_request  # bench/, this script's own folder
 
 from rinha.tools import procfs
 from rinha.tools.stack import free_port
+from rinha.tools.stack.config import SHM
 
 MEASURES = ("on_cpu_us", "user_us", "system_us", "wakeups", "faults", "syscalls")
 
@@ -130,12 +134,16 @@ def run_variant(
 ) -> dict[str, Any]:
     path_part, _, settings = spec.partition(":")
     run_dir = tempfile.mkdtemp(prefix="rinha-cpu-")
+    # a fresh id table each run, on tmpfs as `rinha up` and Compose put it (on a disk file
+    # system a claim takes a page fault after each writeback)
+    ids_dir = tempfile.mkdtemp(prefix="rinha-cpu-ids-", dir=SHM if os.path.isdir(SHM) else None)
     sock = os.path.join(run_dir, "api.sock")
     env = {
         **os.environ,
         "PYTHONPATH": os.path.abspath(path_part),
         "RINHA_BIND": f"unix:{sock}",
         "RINHA_DATA_DIR": os.path.join(run_dir, "data"),  # a fresh journal each run
+        "RINHA_IDS_PATH": os.path.join(ids_dir, "ids.bin"),
         "RINHA_LOG_LEVEL": "WARNING",
         "RINHA_DEFAULT_URL": processors[0],
         "RINHA_FALLBACK_URL": processors[1],
@@ -169,7 +177,8 @@ def run_variant(
     finally:
         proc.terminate()
         proc.wait(120)  # a --wrap tool may take a while to write its output
-        shutil.rmtree(run_dir, ignore_errors=True)  # its journal and id table
+        shutil.rmtree(run_dir, ignore_errors=True)  # its journal
+        shutil.rmtree(ids_dir, ignore_errors=True)
     per_payment = [(a - b) / sent for a, b in zip(after, before, strict=True)]
     return {
         "name": name,
